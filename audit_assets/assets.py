@@ -1,0 +1,209 @@
+"""Asset factories: one daily-partitioned snapshot asset per destination, one v1 view per warehouse."""
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator, Sequence
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from audit_assets.columns import Column
+from audit_assets.config import AuditConfig, DestinationConfig
+from audit_assets.platforms import PLATFORMS
+from audit_assets.platforms.base import AuthError, PlatformError
+from audit_assets.resources import AdPlatformResource
+from audit_assets.snapshot import PartitionRefused, SnapshotIdentity, check_snapshot_date, take_snapshot
+from audit_assets.views import V1_COLUMNS, V1_NAME, ViewDefinition, ViewSource
+
+SCHEMA = "hightouch_audit"
+GROUP = "hightouch_audit"
+API_FIELDS_CHECK = "no_unknown_api_fields"
+_SNAPSHOT_NAMESPACE = uuid.UUID("6f1c2a8e-3d4b-4f55-9a7e-2b0c9d1e5a11")
+
+
+def daily_partitions(start_date: dt.date) -> dg.DailyPartitionsDefinition:
+    # end_offset=1: today's partition exists, so the schedule snapshots today, the day it runs.
+    return dg.DailyPartitionsDefinition(start_date=start_date.isoformat(), timezone="UTC", end_offset=1)
+
+
+def destination_key(dest: DestinationConfig) -> dg.AssetKey:
+    return dg.AssetKey([SCHEMA, dest.table])
+
+
+def io_manager_key(warehouse: str) -> str:
+    return f"warehouse_{warehouse}"
+
+
+def client_resource_key(dest: DestinationConfig) -> str:
+    return f"{dest.type}_{dest.id}_client".lower()
+
+
+def snapshot_id_for(run_id: str, table: str, partition_key: str) -> str:
+    """Deterministic per (run, table, partition): a retried step reuses it, so it is written once."""
+    return str(uuid.uuid5(_SNAPSHOT_NAMESPACE, f"{run_id}/{table}/{partition_key}"))
+
+
+def table_schema(columns: Sequence[Column]) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(c.name, c.type.value, description=c.description or None) for c in columns]
+    )
+
+
+def _spec_arguments(config: AuditConfig, dest: DestinationConfig) -> dict:
+    platform = PLATFORMS[dest.type]
+    warehouse = config.warehouse_name_for(dest)
+    description = (
+        f"Daily snapshot of every audience in the active {platform.title} ad accounts of destination "
+        f"{dest.id}, appended to {SCHEMA}.{dest.table}."
+    )
+    if dest.description:
+        description += f"\n\n{dest.description}"
+    if not dest.enabled:
+        description += "\n\nDisabled: no new snapshots are taken; the table and its history stay."
+    return {
+        "key": destination_key(dest),
+        "group_name": GROUP,
+        "description": description,
+        "kinds": {platform.slug, config.warehouses[warehouse].type},
+        "owners": dest.owners,
+        "tags": dest.tags,
+        "metadata": {
+            "partition_expr": "ht_snapshot_date",
+            "dagster/table_name": f"{SCHEMA}.{dest.table}",
+            "dagster/column_schema": table_schema(platform.columns),
+            "destination_id": dest.id,
+            "destination_type": dest.type,
+            "enabled": dest.enabled,
+            "warehouse": warehouse,
+        },
+    }
+
+
+def build_destination_asset(
+    config: AuditConfig, dest: DestinationConfig
+) -> dg.AssetsDefinition | dg.AssetSpec:
+    """The snapshot asset of one destination; a disabled one keeps its key and lineage but cannot run."""
+    spec = _spec_arguments(config, dest)
+    if not dest.enabled:
+        return dg.AssetSpec(**spec)
+
+    platform = PLATFORMS[dest.type]
+    key = spec["key"]
+    resource_key = client_resource_key(dest)
+    policy = config.snapshots
+    allow_list = frozenset(dest.ad_account_ids) if dest.ad_account_ids is not None else None
+    sync_ids = dict(dest.sync_ids)
+
+    @dg.asset(
+        **spec,
+        partitions_def=daily_partitions(config.start_date),
+        io_manager_key=io_manager_key(config.warehouse_name_for(dest)),
+        required_resource_keys={resource_key},
+        pool=f"audit_assets_{dest.type}",
+        check_specs=[
+            dg.AssetCheckSpec(
+                API_FIELDS_CHECK,
+                asset=key,
+                description=f"Every field {platform.title} returned has a typed column. A new field is kept in "
+                "ht_raw and reported here until the platform module declares it.",
+            )
+        ],
+    )
+    def snapshot_asset(context: AssetExecutionContext) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        partition_key = context.partition_key
+        try:
+            check_snapshot_date(
+                dt.date.fromisoformat(partition_key),
+                dt.datetime.now(dt.UTC).date(),
+                policy.allow_past_partitions,
+            )
+        except PartitionRefused as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        identity = SnapshotIdentity(
+            snapshot_id=snapshot_id_for(context.run.run_id, dest.table, partition_key),
+            snapshot_date=dt.date.fromisoformat(partition_key),
+            run_id=context.run.run_id,
+            destination=dest.type,
+            destination_id=dest.id,
+        )
+        resource: AdPlatformResource = getattr(context.resources, resource_key)
+        try:
+            with resource.open(context.log) as (client, session):
+                snapshot = take_snapshot(
+                    client=client,
+                    platform=platform,
+                    identity=identity,
+                    sync_ids=sync_ids,
+                    ad_account_ids=allow_list,
+                    log=context.log,
+                )
+        except PlatformError as exc:
+            # Already redacted; nothing was written. Auth failures will not fix themselves on retry.
+            raise dg.Failure(
+                description=f"{exc}\nNothing was written for this snapshot.",
+                allow_retries=not isinstance(exc, AuthError),
+            ) from None
+        unknown = sorted(snapshot.drift_fields)
+        yield dg.Output(
+            snapshot,
+            metadata={
+                "snapshot_id": identity.snapshot_id,
+                "ht_fetched_at": snapshot.fetched_at.isoformat(),
+                "audiences": snapshot.row_count,
+                "ad_accounts": dg.MetadataValue.json(snapshot.audiences_by_account),
+                "ad_accounts_not_found": dg.MetadataValue.json(list(snapshot.accounts_not_found)),
+                "unknown_api_fields": dg.MetadataValue.json(unknown),
+                "api_requests": session.requests_sent,
+                "throttle_wait_seconds": round(session.throttle_waited_seconds, 1),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name=API_FIELDS_CHECK,
+            passed=not unknown,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"unknown_api_fields": dg.MetadataValue.json(unknown)},
+            description=(
+                f"{platform.title} returned fields without a typed column: {', '.join(unknown)}. They are kept "
+                "in ht_raw."
+                if unknown
+                else None
+            ),
+        )
+
+    return snapshot_asset
+
+
+def view_key(config: AuditConfig, warehouse: str) -> dg.AssetKey:
+    # With several warehouses each gets its own view asset; destination keys never change.
+    if len(config.warehouses) == 1:
+        return dg.AssetKey([SCHEMA, V1_NAME])
+    return dg.AssetKey([SCHEMA, warehouse, V1_NAME])
+
+
+def build_view_asset(config: AuditConfig, warehouse: str) -> dg.AssetsDefinition:
+    """The combined v1 view of one warehouse, over every configured destination stored there."""
+    dests = [d for d in config.destinations if config.warehouse_name_for(d) == warehouse]
+    sources = tuple(ViewSource(d.table, PLATFORMS[d.type].v1) for d in dests)
+
+    @dg.asset(
+        key=view_key(config, warehouse),
+        group_name=GROUP,
+        io_manager_key=io_manager_key(warehouse),
+        deps=[dg.AssetDep(destination_key(d), partition_mapping=dg.AllPartitionMapping()) for d in dests],
+        kinds={config.warehouses[warehouse].type, "view"},
+        code_version="v1",
+        description=(
+            f"{SCHEMA}.{V1_NAME}: every snapshot of every destination in warehouse '{warehouse}', in one "
+            "standard shape (frozen: later versions get a new name). Recreated on each run; it reads the "
+            "tables live, so new snapshots appear in it at once."
+        ),
+        metadata={
+            "schema": SCHEMA,
+            "dagster/table_name": f"{SCHEMA}.{V1_NAME}",
+            "dagster/column_schema": table_schema(V1_COLUMNS),
+        },
+    )
+    def v1_view() -> ViewDefinition:
+        return ViewDefinition(sources=sources)
+
+    return v1_view

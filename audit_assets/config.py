@@ -1,0 +1,237 @@
+"""Load and validate the one YAML document that configures the code location.
+
+Every problem is reported at load time with the path of the offending field. Secrets are never
+literal: a secret field takes ``{env: VAR_NAME}`` and is resolved at run time, so neither the
+definitions nor an error message ever hold a secret's value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from audit_assets.platforms import PLATFORMS
+from audit_assets.sandbox import is_sandbox_url
+
+CONFIG_ENV_VAR = "AUDIT_ASSETS_CONFIG"
+DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names every offending field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """``{env: NAME}``: the secret lives in the environment variable NAME."""
+
+    env: Annotated[str, StringConstraints(pattern=_ENV_NAME.pattern)]
+
+
+class DuckDbWarehouse(_Strict):
+    type: Literal["duckdb"]
+    path: str = Field(description="DuckDB file; a relative path is relative to the working directory.")
+
+
+class SnapshotPolicy(_Strict):
+    allow_past_partitions: bool = Field(
+        default=False,
+        description="Record partitions older than yesterday (UTC). Platforms only expose current sizes, "
+        "so such a snapshot holds today's sizes under an old date; ht_fetched_at still tells the truth.",
+    )
+    max_throttle_wait_seconds: float = Field(default=900.0, ge=0)
+    http_timeout_seconds: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=5, ge=0, le=20, description="Retries of 5xx and connection errors.")
+    retry_base_delay_seconds: float = Field(default=1.0, ge=0)
+
+
+class ScheduleConfig(_Strict):
+    time_utc: Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "06:00"
+    running: bool = Field(default=False, description="Start the schedule running when first deployed.")
+
+    @property
+    def hour(self) -> int:
+        return int(self.time_utc[:2])
+
+    @property
+    def minute(self) -> int:
+        return int(self.time_utc[3:])
+
+
+class DestinationConfig(_Strict):
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$", max_length=100)]
+    type: str
+    enabled: bool = True
+    warehouse: str | None = None
+    ad_account_ids: list[Annotated[str, StringConstraints(min_length=1)]] | None = None
+    sync_ids: dict[str, str] = Field(default_factory=dict)
+    base_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s?#]+$")] | None = None
+    token_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s?#]+$")] | None = None
+    page_size: int | None = Field(default=None, ge=1)
+    description: str | None = None
+    owners: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    credentials: dict[str, SecretRef] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in PLATFORMS:
+            raise ValueError(f"unknown destination type {value!r}; expected one of {sorted(PLATFORMS)}")
+        return value
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _no_literal_secrets(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        for key, item in value.items():
+            if not isinstance(item, Mapping):
+                raise ValueError(
+                    f"{key} is a literal value; give every secret as {{env: VAR_NAME}} so it stays out of "
+                    "the configuration (the value is not shown here)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_fit_platform(self) -> DestinationConfig:
+        platform = PLATFORMS[self.type]
+        if self.page_size is not None and self.page_size > platform.max_page_size:
+            raise ValueError(
+                f"page_size {self.page_size} exceeds {platform.title}'s maximum {platform.max_page_size}"
+            )
+        if not self.credentials and self.uses_sandbox:
+            return self  # the built-in sandbox issues its own demo credentials
+        problem = platform.credential_problem(set(self.credentials))
+        if problem:
+            raise ValueError(f"credentials: {problem}")
+        return self
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return self.base_url is not None and is_sandbox_url(self.base_url)
+
+    @property
+    def table(self) -> str:
+        return f"{self.type}_{self.id}_audiences".lower()
+
+
+class AuditConfig(_Strict):
+    start_date: dt.date
+    warehouses: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], DuckDbWarehouse]
+    hightouch: dict[str, Any] | None = None
+    snapshots: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    destinations: list[DestinationConfig] = Field(default_factory=list)
+
+    @field_validator("warehouses", mode="before")
+    @classmethod
+    def _known_warehouse_types(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            for name, item in value.items():
+                kind = item.get("type") if isinstance(item, Mapping) else None
+                if kind != "duckdb":
+                    raise ValueError(f"{name}.type: unsupported warehouse type {kind!r}; expected 'duckdb'")
+        return value
+
+    @field_validator("hightouch")
+    @classmethod
+    def _hightouch_not_available(cls, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            raise ValueError(
+                "resolving ht_sync_id through the Hightouch API is not available in this version; "
+                "map audiences to syncs with destinations[].sync_ids"
+            )
+        return None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AuditConfig:
+        if not self.warehouses:
+            raise ValueError("warehouses: at least one warehouse is required")
+        seen: dict[str, str] = {}
+        for index, dest in enumerate(self.destinations):
+            where = f"destinations[{index}]"
+            key = dest.id.lower()
+            if key in seen:
+                raise ValueError(f"{where}.id: duplicate destination id {dest.id!r} (also {seen[key]})")
+            seen[key] = where
+            if dest.warehouse is None and len(self.warehouses) > 1:
+                raise ValueError(f"{where}.warehouse: required when more than one warehouse is configured")
+            if dest.warehouse is not None and dest.warehouse not in self.warehouses:
+                raise ValueError(f"{where}.warehouse: unknown warehouse {dest.warehouse!r}")
+        return self
+
+    def warehouse_name_for(self, dest: DestinationConfig) -> str:
+        return dest.warehouse or next(iter(self.warehouses))
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("function-after", "function-before"):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def parse_config(document: Any, source: str) -> AuditConfig:
+    """Validate a parsed YAML document; raise ConfigError naming each offending field."""
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{source}: the configuration must be a YAML mapping")
+    try:
+        return AuditConfig.model_validate(document)
+    except pydantic.ValidationError as exc:
+        # include_input=False: an offending value may be a secret, so it is never echoed.
+        problems = [f"  - {_field_path(e['loc'])}: {_describe(e)}" for e in exc.errors(include_input=False)]
+        raise ConfigError(f"invalid configuration in {source}:\n" + "\n".join(problems)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> AuditConfig:
+    """Read the config from ``path``, else ``$AUDIT_ASSETS_CONFIG``, else the packaged sandbox default."""
+    chosen = path if path is not None else os.environ.get(CONFIG_ENV_VAR)
+    if chosen:
+        source = str(Path(chosen))
+        try:
+            text = Path(chosen).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration {source}: {exc.strerror}") from None
+    else:
+        source = f"the packaged {DEFAULT_CONFIG_RESOURCE}"
+        text = resources.files("audit_assets").joinpath(DEFAULT_CONFIG_RESOURCE).read_text(encoding="utf-8")
+    try:
+        document = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        # The YAML library quotes the offending line, which may hold a secret: report position only.
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source} is not valid YAML{where}: {exc.problem}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{source} is not valid YAML") from None
+    return parse_config(document, source)

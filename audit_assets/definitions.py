@@ -1,0 +1,34 @@
+"""The code location: ``defs`` built from the configuration (``$AUDIT_ASSETS_CONFIG`` or the sandbox default)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from audit_assets.assets import build_destination_asset, build_view_asset, client_resource_key, io_manager_key
+from audit_assets.config import AuditConfig, load_config
+from audit_assets.resources import build_resource
+from audit_assets.schedules import build_job, build_schedule
+from audit_assets.warehouse.duckdb import AuditDuckDBIOManager
+
+
+def build_definitions(config: AuditConfig) -> dg.Definitions:
+    destination_assets = [build_destination_asset(config, d) for d in config.destinations]
+    view_assets = [build_view_asset(config, name) for name in config.warehouses]
+    resources: dict[str, object] = {
+        io_manager_key(name): AuditDuckDBIOManager(database=warehouse.path)
+        for name, warehouse in config.warehouses.items()
+    }
+    resources |= {
+        client_resource_key(d): build_resource(d, config.snapshots) for d in config.destinations if d.enabled
+    }
+    job = build_job()
+    schedules = [build_schedule(job, config.schedule)] if any(d.enabled for d in config.destinations) else []
+    return dg.Definitions(
+        assets=[*destination_assets, *view_assets],
+        jobs=[job],
+        schedules=schedules,
+        resources=resources,
+    )
+
+
+defs = build_definitions(load_config())

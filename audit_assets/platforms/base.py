@@ -1,0 +1,103 @@
+"""The small interface every platform module implements, and the errors a snapshot can fail with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from audit_assets.columns import ApiField, Column, table_columns
+from audit_assets.views import V1Mapping
+
+if TYPE_CHECKING:
+    import httpx
+
+    from audit_assets.platforms.http import ApiSession, Classifier
+
+Audience = dict[str, Any]
+
+
+class PlatformError(Exception):
+    """A platform call failed; the snapshot is abandoned and nothing of it is written."""
+
+
+class AuthError(PlatformError):
+    """The credentials were refused; retrying will not help until they are fixed."""
+
+
+class ThrottleCapExceeded(PlatformError):
+    """The platform asked us to wait longer than the configured cap allows."""
+
+
+class BadResponse(PlatformError):
+    """The platform answered with something that is not what its API documents."""
+
+
+@dataclass(frozen=True)
+class AdAccount:
+    id: str  # without platform prefixes such as act_
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What a platform client needs from the destination's configuration, secrets already resolved."""
+
+    base_url: str
+    token_url: str | None
+    credentials: Mapping[str, str]
+    page_size: int
+
+
+class AudienceClient(Protocol):
+    """Discovery and listing for one destination; one instance lives for one snapshot."""
+
+    def active_accounts(self) -> list[AdAccount]: ...
+
+    def audience_pages(self, account: AdAccount) -> Iterator[list[Audience]]: ...
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Everything the rest of the code location knows about one ad platform."""
+
+    slug: str
+    title: str
+    default_base_url: str
+    credential_sets: tuple[frozenset[str], ...]  # any one complete set is enough
+    optional_credentials: frozenset[str]
+    fields: tuple[ApiField, ...]
+    audience_id_field: str  # API name of the field holding the audience id
+    v1: V1Mapping
+    default_page_size: int
+    max_page_size: int
+    connect: Callable[[ClientSettings, ApiSession], AudienceClient]
+    auth: Callable[[Mapping[str, str]], httpx.Auth]  # how credentials travel (headers, signing, refresh)
+    classify: Classifier  # the platform's own throttle, auth and error signals
+    default_token_url: str | None = None
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return table_columns(self.fields)
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        return frozenset().union(*self.credential_sets) | self.optional_credentials
+
+    def credential_problem(self, given: set[str]) -> str | None:
+        """Say what is wrong with a set of credential names, or None when they fit."""
+        unknown = sorted(given - self.secret_names)
+        if unknown:
+            return (
+                f"unknown credential field(s) {unknown} for {self.slug}; expected {sorted(self.secret_names)}"
+            )
+        if any(required <= given for required in self.credential_sets):
+            return None
+        options = " or ".join(str(sorted(s)) for s in self.credential_sets)
+        return f"{self.slug} needs {options}"
+
+
+def require_mapping(body: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise BadResponse(f"{what}: expected a JSON object, got {type(body).__name__}")
+    return body

@@ -1,0 +1,234 @@
+"""Meta (Facebook) Marketing API: ad-account discovery and custom audiences.
+
+Facts and sources: shared/reference/ad_platform_apis.md §1 — Graph API "Ad Account Customaudiences",
+"Custom Audience" reference, "Paginated Results", "Handling Errors", and the rate-limiting pages;
+field names and types from facebook/facebook-python-business-sdk ``adobjects/customaudience.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from audit_assets.columns import ApiField
+from audit_assets.columns import ColumnType as T
+from audit_assets.platforms.base import (
+    AdAccount,
+    Audience,
+    BadResponse,
+    ClientSettings,
+    Platform,
+    require_mapping,
+)
+from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Throttled, Transient, Verdict
+from audit_assets.views import V1Mapping
+
+GRAPH_API_VERSION = "v25.0"
+ACTIVE_ACCOUNT_STATUS = 1  # account_status 1 = ACTIVE; 2 disabled, 3 unsettled, 101 closed, ...
+
+# Every readable field of a Custom Audience (the SDK's _field_types, readable part). Graph returns
+# only the ids unless fields are named, so the list is the contract of what we keep.
+FIELDS: tuple[ApiField, ...] = (
+    ApiField("id", T.STRING),
+    ApiField("account_id", T.STRING),
+    ApiField("name", T.STRING),
+    ApiField("description", T.STRING),
+    ApiField("approximate_count_lower_bound", T.INTEGER, "Lower bound of the size; -1 when unavailable."),
+    ApiField("approximate_count_upper_bound", T.INTEGER, "Upper bound of the size; -1 when unavailable."),
+    ApiField("subtype", T.STRING),
+    ApiField("customer_file_source", T.STRING),
+    ApiField("data_source", T.JSON),
+    ApiField("data_source_types", T.STRING),
+    ApiField("datafile_custom_audience_uploading_status", T.STRING),
+    ApiField("delete_time", T.INTEGER, "Unix seconds."),
+    ApiField("delivery_status", T.JSON, "{code, description}; 200 = ready for use."),
+    ApiField("excluded_custom_audiences", T.JSON),
+    ApiField("external_event_source", T.JSON),
+    ApiField("household_audience", T.INTEGER),
+    ApiField("included_custom_audiences", T.JSON),
+    ApiField("is_eligible_for_sac_campaigns", T.BOOLEAN),
+    ApiField("is_household", T.BOOLEAN),
+    ApiField("is_snapshot", T.BOOLEAN),
+    ApiField("is_value_based", T.BOOLEAN),
+    ApiField("lookalike_audience_ids", T.JSON),
+    ApiField("lookalike_spec", T.JSON),
+    ApiField("operation_status", T.JSON, "{code, description}; 200 = normal."),
+    ApiField("opt_out_link", T.STRING),
+    ApiField("owner_business", T.JSON),
+    ApiField("page_deletion_marked_delete_time", T.INTEGER, "Unix seconds."),
+    ApiField("permission_for_actions", T.JSON),
+    ApiField("pixel_id", T.STRING),
+    ApiField("regulated_audience_spec", T.JSON),
+    ApiField("retention_days", T.INTEGER),
+    ApiField("rev_share_policy_id", T.INTEGER),
+    ApiField("rule", T.STRING),
+    ApiField("rule_aggregation", T.STRING),
+    ApiField("rule_v2", T.STRING),
+    ApiField("seed_audience", T.INTEGER),
+    ApiField("sharing_status", T.JSON),
+    ApiField("time_content_updated", T.INTEGER, "Unix seconds; customer-list audiences only."),
+    ApiField("time_created", T.INTEGER, "Unix seconds."),
+    ApiField("time_updated", T.INTEGER, "Unix seconds."),
+)
+FIELD_LIST = ",".join(f.api_name for f in FIELDS)
+ACCOUNT_FIELDS = "account_id,account_status,name"
+
+# Graph error codes (Handling Errors; Marketing API rate limiting).
+INVALID_TOKEN = 190
+THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
+TRANSIENT_CODES = frozenset({1, 2})  # "API Unknown" / "API Service": documented as temporary
+
+
+def classify(response: httpx.Response, body: Any) -> Verdict | None:
+    """Read a Graph error body; None leaves the decision to the shared HTTP policy."""
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if not isinstance(error, Mapping):
+        return None
+    code = error.get("code")
+    detail = _describe_error(response.status_code, error)
+    if code == INVALID_TOKEN:
+        return AuthFailed(
+            f"{detail}. The access token is invalid or expired; Meta tokens cannot be refreshed, so "
+            "re-authorise (issue a new system-user or long-lived token) and update the secret"
+        )
+    if code in THROTTLE_CODES or response.status_code == 429:
+        return Throttled(detail, _regain_access_seconds(response.headers))
+    if code in TRANSIENT_CODES or error.get("is_transient") is True or response.status_code >= 500:
+        return Transient(detail)
+    return Fatal(detail)
+
+
+def _describe_error(status: int, error: Mapping[str, Any]) -> str:
+    parts = [f"HTTP {status}, Graph error {error.get('code')}"]
+    if error.get("error_subcode") is not None:
+        parts.append(f"subcode {error.get('error_subcode')}")
+    text = f"{', '.join(parts)}: {error.get('message', 'no message')}"
+    if error.get("fbtrace_id"):
+        text += f" (fbtrace_id {error['fbtrace_id']})"
+    return text
+
+
+def _regain_access_seconds(headers: httpx.Headers) -> float | None:
+    """Longest ``estimated_time_to_regain_access`` (minutes) in X-Business-Use-Case-Usage, in seconds."""
+    raw = headers.get("x-business-use-case-usage")
+    if not raw:
+        return None
+    try:
+        usage = json.loads(raw)
+    except ValueError:
+        return None
+    minutes = [
+        entry.get("estimated_time_to_regain_access")
+        for entries in (usage.values() if isinstance(usage, Mapping) else ())
+        if isinstance(entries, list)
+        for entry in entries
+        if isinstance(entry, Mapping)
+    ]
+    known = [m for m in minutes if isinstance(m, int | float) and not isinstance(m, bool)]
+    return max(known) * 60.0 if known else None
+
+
+class _BearerToken(httpx.Auth):
+    """Sends the token in the Authorization header, so it never appears in a URL."""
+
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers["Authorization"] = self._header
+        yield request
+
+
+class MetaClient:
+    def __init__(self, settings: ClientSettings, session: ApiSession) -> None:
+        self._settings = settings
+        self._session = session
+        self._root = f"{settings.base_url.rstrip('/')}/{GRAPH_API_VERSION}"
+
+    def active_accounts(self) -> list[AdAccount]:
+        accounts = []
+        for page in self._pages(
+            f"{self._root}/me/adaccounts", {"fields": ACCOUNT_FIELDS}, "discovering ad accounts"
+        ):
+            for item in page:
+                account_id = str(item.get("account_id") or str(item.get("id", "")).removeprefix("act_"))
+                if not account_id:
+                    raise BadResponse("discovering ad accounts: an account has neither account_id nor id")
+                if item.get("account_status") == ACTIVE_ACCOUNT_STATUS:
+                    accounts.append(AdAccount(account_id, item.get("name")))
+        return accounts
+
+    def audience_pages(self, account: AdAccount) -> Iterator[list[Audience]]:
+        url = f"{self._root}/act_{account.id}/customaudiences"
+        yield from self._pages(
+            url, {"fields": FIELD_LIST}, f"listing custom audiences of account {account.id}"
+        )
+
+    def _pages(self, url: str, params: dict[str, Any], what: str) -> Iterator[list[Audience]]:
+        """Follow Graph cursor paging until ``paging.next`` is absent.
+
+        An empty page that still has ``next`` is not the end. We page with ``paging.cursors.after``
+        on our own URL rather than fetching ``next`` itself, so every request goes to the configured
+        base_url and never carries anything the platform put into a URL.
+        """
+        params = {**params, "limit": self._settings.page_size}
+        seen_cursors: set[str] = set()
+        page_number = 0
+        while True:
+            page_number += 1
+            body = require_mapping(self._session.get_json(url, params=params, what=what), what)
+            data = body.get("data")
+            if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+                raise BadResponse(f"{what}: page {page_number} has no 'data' list of objects")
+            yield data
+            paging = body.get("paging")
+            if not isinstance(paging, Mapping) or not paging.get("next"):
+                return
+            cursor = _after_cursor(paging)
+            if cursor is None:
+                raise BadResponse(f"{what}: page {page_number} has paging.next but no after cursor")
+            if cursor in seen_cursors:
+                raise BadResponse(f"{what}: paging repeated a cursor at page {page_number}")
+            seen_cursors.add(cursor)
+            params = {**params, "after": cursor}
+
+
+def _after_cursor(paging: Mapping[str, Any]) -> str | None:
+    cursors = paging.get("cursors")
+    if isinstance(cursors, Mapping) and isinstance(cursors.get("after"), str) and cursors["after"]:
+        return cursors["after"]
+    after = httpx.URL(str(paging["next"])).params.get("after")
+    return after or None
+
+
+def connect(settings: ClientSettings, session: ApiSession) -> MetaClient:
+    return MetaClient(settings, session)
+
+
+def auth(credentials: Mapping[str, str]) -> httpx.Auth:
+    return _BearerToken(credentials["access_token"])
+
+
+PLATFORM = Platform(
+    slug="meta",
+    title="Meta",
+    default_base_url="https://graph.facebook.com",
+    credential_sets=(frozenset({"access_token"}),),
+    optional_credentials=frozenset(),
+    fields=FIELDS,
+    audience_id_field="id",
+    v1=V1Mapping(
+        audience_id="id",
+        audience_name="name",
+        audience_size="approximate_count_lower_bound",
+        size_null_values=(-1,),
+    ),
+    default_page_size=100,
+    max_page_size=500,
+    connect=connect,
+    auth=auth,
+    classify=classify,
+)

@@ -1,0 +1,90 @@
+"""The Dagster resource of one destination: its settings, and a platform client opened per snapshot."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import httpx
+
+from audit_assets.config import DestinationConfig, SnapshotPolicy
+from audit_assets.platforms import PLATFORMS
+from audit_assets.platforms.base import AudienceClient, ClientSettings
+from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
+from audit_assets.sandbox import is_sandbox_url
+from audit_assets.sandbox.transport import SandboxTransport, demo_credentials
+
+USER_AGENT = "audit_assets/0.1"
+
+
+class AdPlatformResource(dg.ConfigurableResource):
+    """Connection settings and credentials of one destination.
+
+    Credentials arrive as Dagster ``EnvVar``s, resolved when a run starts: the UI and the event log
+    show the variable names, never the values.
+    """
+
+    platform: str
+    base_url: str
+    token_url: str | None = None
+    page_size: int
+    credentials: dict[str, str]
+    http_timeout_seconds: float
+    max_retries: int
+    retry_base_delay_seconds: float
+    max_throttle_wait_seconds: float
+
+    @contextmanager
+    def open(self, log: logging.Logger) -> Iterator[tuple[AudienceClient, ApiSession]]:
+        """One keep-alive HTTP client for one snapshot, closed when the snapshot is done."""
+        platform = PLATFORMS[self.platform]
+        transport = SandboxTransport() if is_sandbox_url(self.base_url) else None
+        with httpx.Client(
+            auth=platform.auth(self.credentials),
+            timeout=httpx.Timeout(self.http_timeout_seconds, connect=min(10.0, self.http_timeout_seconds)),
+            headers={"user-agent": USER_AGENT},
+            transport=transport,
+            follow_redirects=False,
+        ) as client:
+            session = ApiSession(
+                client=client,
+                platform_title=platform.title,
+                classify=platform.classify,
+                settings=RetrySettings(
+                    max_retries=self.max_retries,
+                    base_delay_seconds=self.retry_base_delay_seconds,
+                    max_throttle_wait_seconds=self.max_throttle_wait_seconds,
+                ),
+                redact=Redactor(list(self.credentials.values())),
+                log=log,
+            )
+            settings = ClientSettings(
+                base_url=self.base_url,
+                token_url=self.token_url or platform.default_token_url,
+                credentials=self.credentials,
+                page_size=self.page_size,
+            )
+            yield platform.connect(settings, session), session
+
+
+def build_resource(dest: DestinationConfig, policy: SnapshotPolicy) -> AdPlatformResource:
+    platform = PLATFORMS[dest.type]
+    base_url = dest.base_url or platform.default_base_url
+    credentials: dict[str, str]
+    if dest.credentials:
+        credentials = {name: dg.EnvVar(ref.env) for name, ref in dest.credentials.items()}  # type: ignore[misc]
+    else:  # only allowed by the config for the built-in sandbox, whose demo credentials are public
+        credentials = dict(demo_credentials(base_url))
+    return AdPlatformResource(
+        platform=dest.type,
+        base_url=base_url,
+        token_url=dest.token_url,
+        page_size=dest.page_size or platform.default_page_size,
+        credentials=credentials,
+        http_timeout_seconds=policy.http_timeout_seconds,
+        max_retries=policy.max_retries,
+        retry_base_delay_seconds=policy.retry_base_delay_seconds,
+        max_throttle_wait_seconds=policy.max_throttle_wait_seconds,
+    )

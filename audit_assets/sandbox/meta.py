@@ -1,0 +1,250 @@
+"""Emulates the Graph API endpoints we use: ``me/adaccounts`` and ``act_{id}/customaudiences``.
+
+Shapes follow the Graph docs (Paginated Results, Handling Errors, rate-limiting headers): cursor
+paging where only a missing ``paging.next`` ends a list, ``fields`` selection (ids only by default),
+error bodies with code/subcode/fbtrace_id, and throttles as HTTP 400 with code 80003 and an
+``X-Business-Use-Case-Usage`` header.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from audit_assets.sandbox.world import (
+    DEFAULT_ACCOUNTS,
+    Emulator,
+    Fault,
+    FaultKind,
+    Faults,
+    SandboxAccount,
+    audience_name,
+    daily_size,
+    stable_int,
+    unit,
+    utc_today,
+)
+
+DEMO_CREDENTIALS = {"access_token": "sandbox-meta-demo-token"}
+DEFAULT_LIMIT = 25
+MAX_LIMIT = 500
+
+_VERSIONED = re.compile(r"^(?P<prefix>.*?)/v\d+\.\d+/(?P<rest>.+)$")
+_KNOWN_FIELDS = frozenset(
+    (
+        "id account_id name description approximate_count_lower_bound approximate_count_upper_bound subtype "
+        "customer_file_source data_source data_source_types datafile_custom_audience_uploading_status "
+        "delete_time delivery_status excluded_custom_audiences external_event_source household_audience "
+        "included_custom_audiences is_eligible_for_sac_campaigns is_household is_snapshot is_value_based "
+        "lookalike_audience_ids lookalike_spec operation_status opt_out_link owner_business "
+        "page_deletion_marked_delete_time permission_for_actions pixel_id regulated_audience_spec "
+        "retention_days rev_share_policy_id rule rule_aggregation rule_v2 seed_audience sharing_status "
+        "time_content_updated time_created time_updated"
+    ).split()
+)
+_ACCOUNT_FIELDS = frozenset({"id", "account_id", "account_status", "name"})
+
+
+def _trace(request: httpx.Request) -> str:
+    return f"Sbx{stable_int(str(request.url)) % 10**9:09d}"
+
+
+def graph_error(
+    request: httpx.Request,
+    status: int,
+    code: int,
+    message: str,
+    *,
+    subcode: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    error["fbtrace_id"] = _trace(request)
+    return httpx.Response(status, json={"error": error}, headers=headers)
+
+
+class MetaGraphSandbox(Emulator):
+    def __init__(
+        self,
+        accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
+        *,
+        faults: Faults | None = None,
+        token: str = DEMO_CREDENTIALS["access_token"],
+        today: Callable[[], dt.date] = utc_today,
+        empty_pages: int = 0,
+    ) -> None:
+        super().__init__(faults, today)
+        self.accounts = {a.id: a for a in accounts}
+        self.token = token
+        self.empty_pages = empty_pages  # empty pages (with paging.next) served after the first page
+
+    def respond(self, request: httpx.Request) -> httpx.Response:
+        supplied = request.url.params.get("access_token") or request.headers.get("authorization", "")
+        if supplied.removeprefix("Bearer ") != self.token:
+            return graph_error(request, 400, 190, "Invalid OAuth access token - Cannot parse access token")
+        match = _VERSIONED.match(request.url.path)
+        if request.method != "GET" or match is None:
+            return graph_error(request, 400, 100, "Unsupported request - method type or path not supported")
+        rest = match["rest"]
+        if rest == "me/adaccounts":
+            return self._page(request, [self._account(a) for a in self.accounts.values()], _ACCOUNT_FIELDS)
+        edge = re.fullmatch(r"act_(\d+)/customaudiences", rest)
+        if edge and edge[1] in self.accounts:
+            account = self.accounts[edge[1]]
+            return self._audience_page(request, account)
+        return graph_error(
+            request,
+            400,
+            100,
+            f"Unsupported get request. Object with ID '{rest.split('/')[0]}' does not exist, "
+            "cannot be loaded due to missing permissions, or does not support this operation",
+            subcode=33,
+        )
+
+    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
+        if fault.kind is FaultKind.THROTTLE:
+            usage = {
+                "1000000001": [
+                    {
+                        "type": "custom_audience",
+                        "call_count": 100,
+                        "total_cputime": 34,
+                        "total_time": 41,
+                        "estimated_time_to_regain_access": fault.wait_minutes,
+                    }
+                ]
+            }
+            return graph_error(
+                request,
+                400,
+                80003,
+                "(#80003) There have been too many calls to this ad-account. Wait a bit "
+                "and try again. For more info, please refer to "
+                "https://developers.facebook.com/docs/graph-api/overview/rate-limiting#custom-audience",
+                subcode=2446079,
+                headers={"x-business-use-case-usage": json.dumps(usage)},
+            )
+        return graph_error(
+            request, 500, 2, "An unexpected error has occurred. Please retry your request later."
+        )
+
+    @staticmethod
+    def _account(account: SandboxAccount) -> dict[str, Any]:
+        return {
+            "id": f"act_{account.id}",
+            "account_id": account.id,
+            "account_status": 1 if account.active else 101,
+            "name": account.name,
+        }
+
+    def _audience_page(self, request: httpx.Request, account: SandboxAccount) -> httpx.Response:
+        fields = _requested_fields(request)
+        unknown = sorted(fields - _KNOWN_FIELDS)
+        if unknown:
+            return graph_error(request, 400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]})")
+        limit, offset, empties = _position(request)
+        if offset == limit and empties < self.empty_pages:
+            return self._reply(request, [], offset, empties + 1, more=True)
+        day = self.today()
+        end = min(offset + limit, account.audiences)
+        items = [_select(self._audience(account, i, day), fields) for i in range(offset, end)]
+        return self._reply(request, items, end, empties, more=end < account.audiences)
+
+    def _page(
+        self, request: httpx.Request, rows: list[dict[str, Any]], known: frozenset[str]
+    ) -> httpx.Response:
+        fields = _requested_fields(request) & known or {"id"}
+        limit, offset, empties = _position(request)
+        end = min(offset + limit, len(rows))
+        return self._reply(
+            request, [_select(r, fields) for r in rows[offset:end]], end, empties, more=end < len(rows)
+        )
+
+    @staticmethod
+    def _reply(
+        request: httpx.Request, items: list[Any], end: int, empties: int, *, more: bool
+    ) -> httpx.Response:
+        body: dict[str, Any] = {"data": items}
+        if items or more:
+            after = _cursor(end, empties)
+            paging: dict[str, Any] = {
+                "cursors": {"before": _cursor(max(0, end - len(items)), empties), "after": after}
+            }
+            if more:
+                paging["next"] = str(request.url.copy_set_param("after", after))
+            body["paging"] = paging
+        return httpx.Response(200, json=body)
+
+    @staticmethod
+    def _audience(account: SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
+        audience_id = f"2385{account.id[-4:]}{index:09d}"
+        name = audience_name(account.id, index)
+        lookalike = name.startswith("Lookalike")
+        created = 1_700_000_000 + stable_int(audience_id, "created") % 40_000_000
+        audience: dict[str, Any] = {
+            "id": audience_id,
+            "account_id": account.id,
+            "name": name,
+            "description": f"Sandbox audience {index} of {account.name}",
+            "subtype": "LOOKALIKE" if lookalike else ("WEBSITE" if "visitors" in name else "CUSTOM"),
+            "time_created": created,
+            "time_updated": created + stable_int(audience_id, "updated") % 1_000_000,
+            "retention_days": 180 if "180d" in name else 0,
+            "is_value_based": False,
+            "sharing_status": {"sharing_relationship_id": 0, "status": "NOT_SHARED"},
+            "permission_for_actions": {"can_edit": True, "can_see_insight": "True", "can_share": "True"},
+        }
+        unavailable = lookalike and unit(audience_id, "lal") < 0.5
+        if unavailable:
+            audience |= {
+                "approximate_count_lower_bound": -1,
+                "approximate_count_upper_bound": -1,
+                "delivery_status": {"code": 300, "description": "This audience is too small to be used."},
+                "operation_status": {"code": 431, "description": "Lookalike audience is not ready."},
+                "lookalike_spec": {"country": "US", "ratio": 0.01, "type": "similarity"},
+            }
+        else:
+            size = daily_size(audience_id, day)
+            audience |= {
+                "approximate_count_lower_bound": size,
+                "approximate_count_upper_bound": int(size * 1.176),
+                "delivery_status": {"code": 200, "description": "This audience is ready for use."},
+                "operation_status": {"code": 200, "description": "Normal"},
+            }
+            if not lookalike:
+                audience["customer_file_source"] = "USER_PROVIDED_ONLY"
+                audience["time_content_updated"] = audience["time_updated"]
+        return audience
+
+
+def _requested_fields(request: httpx.Request) -> set[str]:
+    raw = request.url.params.get("fields", "")
+    return {f.strip() for f in raw.split(",") if f.strip()} or {"id"}
+
+
+def _select(item: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k in fields}
+
+
+def _cursor(offset: int, empties: int) -> str:
+    return base64.b64encode(json.dumps([offset, empties]).encode()).decode()
+
+
+def _position(request: httpx.Request) -> tuple[int, int, int]:
+    try:
+        limit = max(1, min(MAX_LIMIT, int(request.url.params.get("limit", DEFAULT_LIMIT))))
+    except ValueError:
+        limit = DEFAULT_LIMIT
+    after = request.url.params.get("after")
+    if not after:
+        return limit, 0, 0
+    offset, empties = json.loads(base64.b64decode(after))
+    return limit, int(offset), int(empties)

@@ -1,0 +1,142 @@
+"""Deterministic generated data shared by the platform emulators: accounts, audiences, daily sizes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+import httpx
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def stable_int(*parts: object) -> int:
+    """A 64-bit integer that depends only on ``parts``: the same world on every machine and run."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def unit(*parts: object) -> float:
+    return stable_int(*parts) / 2**64
+
+
+@dataclass(frozen=True)
+class SandboxAccount:
+    id: str
+    name: str
+    active: bool = True
+    audiences: int = 8
+
+
+DEFAULT_ACCOUNTS: tuple[SandboxAccount, ...] = (
+    SandboxAccount("1000000001", "Sandbox Retail", audiences=8),
+    SandboxAccount("1000000002", "Sandbox Travel", audiences=5),
+    SandboxAccount("1000000003", "Sandbox Archive (closed)", active=False, audiences=3),
+)
+
+AUDIENCE_NAMES = (
+    "Purchasers 180d",
+    "Newsletter subscribers",
+    "Cart abandoners 30d",
+    "Lookalike 1% - Purchasers",
+    "Website visitors 90d",
+    "App installers",
+    "Engaged video viewers",
+    "High LTV customers",
+    "Churn risk",
+    "Loyalty members",
+)
+
+
+def audience_name(account_id: str, index: int) -> str:
+    base = AUDIENCE_NAMES[index % len(AUDIENCE_NAMES)]
+    cycle = index // len(AUDIENCE_NAMES)
+    return base if cycle == 0 else f"{base} #{cycle + 1}"
+
+
+def daily_size(key: str, day: dt.date) -> int:
+    """An audience size that drifts from day to day around a stable, log-uniform base."""
+    base = 10 ** (3 + 3.7 * unit(key, "base"))  # 1,000 .. ~5,000,000
+    trend = 1 + 0.004 * (day.toordinal() % 365) * (unit(key, "trend") - 0.3)
+    wave = 1 + 0.03 * math.sin(day.toordinal() / 7 + 6.28 * unit(key, "phase"))
+    noise = 1 + 0.01 * (unit(key, day.isoformat()) - 0.5)
+    return max(0, int(base * trend * wave * noise))
+
+
+class FaultKind(Enum):
+    THROTTLE = "throttle"  # the platform's own throttle signal
+    SERVER_ERROR = "server_error"  # a 5xx
+    MALFORMED = "malformed"  # HTTP 200 with a body that is not JSON
+    DISCONNECT = "disconnect"  # the connection drops before a response
+
+
+@dataclass
+class Fault:
+    kind: FaultKind
+    times: int = 1
+    path_contains: str = ""  # only requests whose path contains this
+    wait_minutes: int = 0  # for THROTTLE: what the platform says to wait
+
+
+@dataclass
+class Faults:
+    """Faults to inject, consumed in order by matching requests; safe across server threads."""
+
+    planned: list[Fault] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(
+        self, kind: FaultKind, *, times: int = 1, path_contains: str = "", wait_minutes: int = 0
+    ) -> Faults:
+        self.planned.append(Fault(kind, times, path_contains, wait_minutes))
+        return self
+
+    def take(self, request: httpx.Request) -> Fault | None:
+        with self._lock:
+            for fault in self.planned:
+                if fault.times > 0 and fault.path_contains in request.url.path:
+                    fault.times -= 1
+                    return fault
+        return None
+
+
+class Emulator(ABC):
+    """Base of every platform emulator: counts requests and injects planned faults."""
+
+    def __init__(self, faults: Faults | None, today: Callable[[], dt.date]) -> None:
+        self.faults = faults or Faults()
+        self.today = today
+        self.requests: list[httpx.Request] = []
+        self._lock = threading.Lock()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            self.requests.append(request)
+        fault = self.faults.take(request)
+        if fault is None:
+            return self.respond(request)
+        if fault.kind is FaultKind.DISCONNECT:
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        if fault.kind is FaultKind.MALFORMED:
+            return httpx.Response(
+                200, headers={"content-type": "application/json"}, content=b'{"data": [{"id": "12'
+            )
+        return self.fault_response(request, fault)
+
+    @abstractmethod
+    def respond(self, request: httpx.Request) -> httpx.Response:
+        """Answer a request the way the platform does."""
+
+    @abstractmethod
+    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
+        """Answer with the platform's own form of a throttle or server error."""

@@ -1,0 +1,244 @@
+"""Taking one snapshot: platform pages -> typed rows -> a Parquet spool the warehouse appends whole.
+
+Pages are converted and spooled in bounded chunks, so memory stays flat however many audiences a
+destination has; the warehouse then appends the spool in one transaction, so the snapshot lands
+whole or not at all. Nothing here knows a particular platform or warehouse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from audit_assets.columns import HT_RAW, Column, ColumnType
+from audit_assets.platforms.base import AudienceClient, BadResponse, Platform
+
+ARROW_TYPES: dict[ColumnType, pa.DataType] = {
+    ColumnType.STRING: pa.string(),
+    ColumnType.INTEGER: pa.int64(),
+    ColumnType.FLOAT: pa.float64(),
+    ColumnType.BOOLEAN: pa.bool_(),
+    ColumnType.JSON: pa.string(),  # JSON text; the warehouse parses it into JSON / VARIANT
+    ColumnType.DATE: pa.date32(),
+    ColumnType.TIMESTAMP_TZ: pa.timestamp("us", tz="UTC"),
+}
+DEFAULT_CHUNK_ROWS = 20_000
+_INTEGER_TEXT = re.compile(r"^-?\d+$")
+
+
+@dataclass(frozen=True)
+class SnapshotIdentity:
+    """What is fixed before the platform is called: which snapshot of which destination this is."""
+
+    snapshot_id: str
+    snapshot_date: dt.date
+    run_id: str
+    destination: str
+    destination_id: str
+
+
+@dataclass
+class Snapshot:
+    """A finished snapshot spooled on local disk, ready to be appended by a warehouse IO manager."""
+
+    identity: SnapshotIdentity
+    fetched_at: dt.datetime
+    columns: tuple[Column, ...]
+    path: Path
+    row_count: int
+    audiences_by_account: dict[str, int]
+    drift_fields: frozenset[str]
+    accounts_not_found: tuple[str, ...] = ()
+    _spool_dir: Path | None = field(default=None, repr=False)
+
+    def batches(self, batch_rows: int = DEFAULT_CHUNK_ROWS) -> pa.RecordBatchReader:
+        """Stream the spooled rows back in bounded batches."""
+        parquet = pq.ParquetFile(self.path)
+        return pa.RecordBatchReader.from_batches(
+            parquet.schema_arrow, parquet.iter_batches(batch_size=batch_rows)
+        )
+
+    def discard(self) -> None:
+        if self._spool_dir is not None:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
+            self._spool_dir = None
+
+
+def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
+    return pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in columns])
+
+
+def _coerce(value: Any, kind: ColumnType) -> Any:
+    """Convert one API value to its column's type, or raise ValueError: never guess."""
+    if value is None:
+        return None
+    if kind is ColumnType.JSON:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if kind is ColumnType.STRING:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+    elif kind is ColumnType.INTEGER:
+        if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+            return value
+        if isinstance(value, str) and _INTEGER_TEXT.match(value) and -(2**63) <= int(value) < 2**63:
+            return int(value)  # int64 values arrive as strings on some APIs (Google Ads)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is ColumnType.FLOAT:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif kind is ColumnType.BOOLEAN and isinstance(value, bool):
+        return value
+    raise ValueError(f"expected {kind.value}, got {type(value).__name__}")
+
+
+class _Spooler:
+    """Accumulates rows column-wise and writes a Parquet row group every ``chunk_rows`` rows."""
+
+    def __init__(self, path: Path, columns: tuple[Column, ...], chunk_rows: int) -> None:
+        self._columns = columns
+        self._schema = arrow_schema(columns)
+        self._writer = pq.ParquetWriter(path, self._schema, compression="zstd")
+        self._chunk_rows = chunk_rows
+        self._buffer: dict[str, list[Any]] = {c.name: [] for c in columns}
+        self._pending = 0
+        self.rows = 0
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        for name, values in self._buffer.items():
+            values.append(row.get(name))
+        self._pending += 1
+        if self._pending >= self._chunk_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(pa.table(self._buffer, schema=self._schema))
+            self.rows += self._pending
+            self._buffer = {c.name: [] for c in self._columns}
+            self._pending = 0
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
+
+
+class PartitionRefused(ValueError):
+    """The partition cannot be snapshotted truthfully now."""
+
+
+def check_snapshot_date(day: dt.date, today: dt.date, allow_past: bool) -> None:
+    """Platforms only tell today's sizes: a snapshot is for today or yesterday (UTC) unless allowed."""
+    if day > today:
+        raise PartitionRefused(f"partition {day} is in the future (today is {today} UTC)")
+    if day < today - dt.timedelta(days=1) and not allow_past:
+        raise PartitionRefused(
+            f"partition {day} is older than yesterday ({today - dt.timedelta(days=1)} UTC). Ad platforms only "
+            "report audiences as they are now, so a snapshot taken today cannot tell what they were on "
+            f"{day}. Materialize today's or yesterday's partition instead, or set "
+            "snapshots.allow_past_partitions: true to record today's sizes under that date (ht_fetched_at "
+            "will still say when they were really fetched)."
+        )
+
+
+def take_snapshot(
+    *,
+    client: AudienceClient,
+    platform: Platform,
+    identity: SnapshotIdentity,
+    sync_ids: Mapping[str, str],
+    ad_account_ids: frozenset[str] | None,
+    log: logging.Logger,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Snapshot:
+    """List every audience of every active account into a spool; raise (leaving nothing) on any error."""
+    columns = platform.columns
+    known_fields = {f.api_name for f in platform.fields}
+    spool_dir = Path(tempfile.mkdtemp(prefix=f"audit_assets_{identity.destination}_"))
+    path = spool_dir / "snapshot.parquet"
+    spooler = _Spooler(path, columns, chunk_rows)
+    drift: set[str] = set()
+    by_account: dict[str, int] = {}
+    try:
+        accounts = client.active_accounts()
+        not_found: tuple[str, ...] = ()
+        if ad_account_ids is not None:
+            not_found = tuple(sorted(ad_account_ids - {a.id for a in accounts}))
+            accounts = [a for a in accounts if a.id in ad_account_ids]
+            if not_found:
+                log.warning(
+                    f"{platform.title} {identity.destination_id}: ad_account_ids {list(not_found)} are not among "
+                    "the active accounts these credentials can see; they are not in this snapshot"
+                )
+        # The moment the listing starts: the sizes we record are the platform's answers from here on.
+        fetched_at = clock()
+        log.info(
+            f"{platform.title} {identity.destination_id}: {len(accounts)} active ad account(s) to snapshot"
+        )
+        for account in accounts:
+            count = 0
+            for page_number, page in enumerate(client.audience_pages(account), start=1):
+                for audience in page:
+                    audience_id = audience.get(platform.audience_id_field)
+                    if audience_id is None:
+                        raise BadResponse(
+                            f"{platform.title} account {account.id}, page {page_number}: an audience has no "
+                            f"{platform.audience_id_field!r}"
+                        )
+                    audience_id = str(audience_id)
+                    drift.update(k for k in audience if k not in known_fields)
+                    row: dict[str, Any] = {
+                        "ht_snapshot_id": identity.snapshot_id,
+                        "ht_snapshot_date": identity.snapshot_date,
+                        "ht_fetched_at": fetched_at,
+                        "ht_run_id": identity.run_id,
+                        "ht_destination": identity.destination,
+                        "ht_destination_id": identity.destination_id,
+                        "ht_ad_account_id": account.id,
+                        "ht_sync_id": sync_ids.get(audience_id),
+                        HT_RAW.name: json.dumps(audience, ensure_ascii=False, separators=(",", ":")),
+                    }
+                    for api_field in platform.fields:
+                        try:
+                            row[api_field.column] = _coerce(audience.get(api_field.api_name), api_field.type)
+                        except ValueError as exc:
+                            raise BadResponse(
+                                f"{platform.title} audience {audience_id}, field {api_field.api_name}: {exc}"
+                            ) from None
+                    spooler.add(row)
+                count += len(page)
+                log.info(
+                    f"{platform.title} account {account.id}: page {page_number}, {len(page)} audiences "
+                    f"({count} so far)"
+                )
+            by_account[account.id] = count
+        spooler.close()
+    except BaseException:
+        spooler.close()
+        shutil.rmtree(spool_dir, ignore_errors=True)
+        raise
+    return Snapshot(
+        identity=identity,
+        fetched_at=fetched_at,
+        columns=columns,
+        path=path,
+        row_count=spooler.rows,
+        audiences_by_account=by_account,
+        drift_fields=frozenset(drift),
+        accounts_not_found=not_found,
+        _spool_dir=spool_dir,
+    )

@@ -1,0 +1,75 @@
+"""SQL text shared by the warehouse engines: DDL and view bodies, from validated identifiers only.
+
+Each engine supplies a ``Dialect`` (its type names); the statements are generated here once, so
+every engine's view comes from the same definition of the per-platform mappings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from audit_assets.columns import Column, ColumnType, checked_identifier
+from audit_assets.views import V1_COLUMNS, ViewDefinition, ViewSource
+
+
+@dataclass(frozen=True)
+class Dialect:
+    type_names: Mapping[ColumnType, str]
+
+    def type_of(self, kind: ColumnType) -> str:
+        return self.type_names[kind]
+
+
+def qualified(schema: str, name: str) -> str:
+    return f"{checked_identifier(schema)}.{checked_identifier(name)}"
+
+
+def create_table(dialect: Dialect, schema: str, table: str, columns: tuple[Column, ...]) -> str:
+    body = ",\n  ".join(f"{checked_identifier(c.name)} {dialect.type_of(c.type)}" for c in columns)
+    return f"CREATE TABLE IF NOT EXISTS {qualified(schema, table)} (\n  {body}\n)"
+
+
+def add_column(dialect: Dialect, schema: str, table: str, column: Column) -> str:
+    return (
+        f"ALTER TABLE {qualified(schema, table)} ADD COLUMN {checked_identifier(column.name)} "
+        f"{dialect.type_of(column.type)}"
+    )
+
+
+def _v1_select(dialect: Dialect, schema: str, source: ViewSource) -> str:
+    m = source.mapping
+    size = checked_identifier(m.audience_size)
+    if m.size_null_values:
+        sentinels = ", ".join(str(int(v)) for v in m.size_null_values)
+        size = f"CASE WHEN {size} IN ({sentinels}) THEN NULL ELSE {size} END"
+    expressions = {
+        "ad_account_id": "ht_ad_account_id",
+        "audience_id": checked_identifier(m.audience_id),
+        "audience_name": checked_identifier(m.audience_name),
+        "audience_size": size,
+        "ht_fetched_at": "ht_fetched_at",
+        "ht_destination": "ht_destination",
+        "ht_destination_id": "ht_destination_id",
+        "ht_sync_id": "ht_sync_id",
+    }
+    items = ",\n       ".join(
+        f"CAST({expressions[c.name]} AS {dialect.type_of(c.type)}) AS {c.name}" for c in V1_COLUMNS
+    )
+    return f"SELECT {items}\nFROM {qualified(schema, source.table)}"
+
+
+def _empty_select(dialect: Dialect, columns: tuple[Column, ...]) -> str:
+    items = ", ".join(
+        f"CAST(NULL AS {dialect.type_of(c.type)}) AS {checked_identifier(c.name)}" for c in columns
+    )
+    return f"SELECT {items}\nWHERE FALSE"
+
+
+def create_view(
+    dialect: Dialect, schema: str, name: str, view: ViewDefinition, present_tables: set[str]
+) -> str:
+    """``CREATE OR REPLACE VIEW`` over the sources whose tables exist; empty but typed if none do."""
+    selects = [_v1_select(dialect, schema, s) for s in view.sources if s.table in present_tables]
+    body = "\nUNION ALL\n".join(selects) if selects else _empty_select(dialect, V1_COLUMNS)
+    return f"CREATE OR REPLACE VIEW {qualified(schema, name)} AS\n{body}"
