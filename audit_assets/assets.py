@@ -154,7 +154,7 @@ def build_destination_asset(
                 "ad_accounts_not_found": dg.MetadataValue.json(list(snapshot.accounts_not_found)),
                 "unknown_api_fields": dg.MetadataValue.json(unknown),
                 "api_requests": session.requests_sent,
-                "throttle_wait_seconds": round(session.throttle_waited_seconds, 1),
+                "throttle_wait_seconds": round(session.throttle_waited_seconds, 3),
             },
         )
         yield dg.AssetCheckResult(

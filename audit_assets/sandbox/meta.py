@@ -80,11 +80,13 @@ class MetaGraphSandbox(Emulator):
         token: str = DEMO_CREDENTIALS["access_token"],
         today: Callable[[], dt.date] = utc_today,
         empty_pages: int = 0,
+        new_fields: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(faults, today)
         self.accounts = {a.id: a for a in accounts}
         self.token = token
         self.empty_pages = empty_pages  # empty pages (with paging.next) served after the first page
+        self.new_fields = new_fields or {}  # fields the platform "added later": returned unasked
 
     def respond(self, request: httpx.Request) -> httpx.Response:
         supplied = request.url.params.get("access_token") or request.headers.get("authorization", "")
@@ -155,7 +157,9 @@ class MetaGraphSandbox(Emulator):
             return self._reply(request, [], offset, empties + 1, more=True)
         day = self.today()
         end = min(offset + limit, account.audiences)
-        items = [_select(self._audience(account, i, day), fields) for i in range(offset, end)]
+        items = [
+            _select(self._audience(account, i, day), fields) | self.new_fields for i in range(offset, end)
+        ]
         return self._reply(request, items, end, empties, more=end < account.audiences)
 
     def _page(

@@ -1,0 +1,81 @@
+"""The documented CLI, run as a user runs it: a subprocess with its own DAGSTER_HOME and DuckDB file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from audit_assets_tests.conftest import Workspace, sandbox_meta, today_key
+
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+TABLE = "hightouch_audit.meta_sandbox_meta_audiences"
+
+
+def run_cli(args: list[str], workspace: Workspace, config: Path) -> subprocess.CompletedProcess[str]:
+    home = workspace.root / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "AUDIT_ASSETS_CONFIG": str(config)}
+    return subprocess.run(
+        [DAGSTER, *args],
+        env=env,
+        cwd=workspace.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_materialize_group_twice_keeps_both_snapshots(workspace: Workspace) -> None:
+    config = workspace.write_config([sandbox_meta()])
+    command = [
+        "asset", "materialize", "-m", "audit_assets.definitions",
+        "--select", "group:hightouch_audit", "--partition", today_key(),
+    ]  # fmt: skip
+    first_run = run_cli(command, workspace, config)
+    assert first_run.returncode == 0, first_run.stderr[-3000:]
+    with duckdb.connect(str(workspace.db_path), read_only=True) as conn:
+        first = conn.execute(
+            f"SELECT * EXCLUDE (ht_raw), ht_raw::VARCHAR FROM {TABLE} ORDER BY id"
+        ).fetchall()
+    assert len(first) == 13
+
+    second_run = run_cli(command, workspace, config)
+    assert second_run.returncode == 0, second_run.stderr[-3000:]
+    with duckdb.connect(str(workspace.db_path), read_only=True) as conn:
+        snapshots = conn.execute(f"SELECT ht_snapshot_id, count(*) FROM {TABLE} GROUP BY 1").fetchall()
+        kept = conn.execute(
+            f"SELECT * EXCLUDE (ht_raw), ht_raw::VARCHAR FROM {TABLE} WHERE ht_snapshot_id = ? ORDER BY id",
+            [first[0][0]],
+        ).fetchall()
+        in_view = conn.execute(
+            "SELECT count(*) FROM hightouch_audit.external_audiences_metadata_v1"
+        ).fetchone()
+    assert sorted(n for _, n in snapshots) == [13, 13]
+    assert kept == first
+    assert in_view == (26,)
+
+
+def test_definitions_validate(workspace: Workspace) -> None:
+    config = workspace.write_config([sandbox_meta()])
+    result = run_cli(["definitions", "validate", "-m", "audit_assets.definitions"], workspace, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_a_bad_config_fails_at_load_naming_the_field(workspace: Workspace) -> None:
+    config = workspace.root / "bad.yaml"
+    config.write_text(
+        "start_date: '2026-01-01'\nwarehouses: {w: {type: duckdb, path: x.duckdb}}\n"
+        "destinations:\n  - {id: a, type: meta, credentials: {access_token: EAAB-literal-secret-9}}\n"
+    )
+    result = run_cli(["definitions", "validate", "-m", "audit_assets.definitions"], workspace, config)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "destinations[0].credentials" in output
+    assert "EAAB-literal-secret-9" not in output

@@ -1,0 +1,87 @@
+"""The shape of the code location: keys, groups, partitions, lineage, job and schedule.
+
+These are the names other code and people depend on, so a change here should be deliberate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from audit_assets.definitions import build_definitions
+from audit_assets.schedules import JOB_NAME
+from audit_assets_tests.conftest import Workspace, sandbox_meta
+
+VIEW_KEY = dg.AssetKey(["hightouch_audit", "external_audiences_metadata_v1"])
+META_KEY = dg.AssetKey(["hightouch_audit", "meta_sandbox_meta_audiences"])
+
+
+def test_packaged_default_definitions_load_and_validate() -> None:
+    from audit_assets.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    assert {k for k in defs.resolve_all_asset_keys()} == {META_KEY, VIEW_KEY}
+
+
+def test_destination_asset_spec(workspace: Workspace) -> None:
+    config = workspace.config([sandbox_meta(owners=["team:growth"], tags={"tier": "gold"})])
+    defs = build_definitions(config)
+    spec = defs.resolve_assets_def(META_KEY).specs_by_key[META_KEY]
+    assert spec.group_name == "hightouch_audit"
+    assert spec.kinds == {"meta", "duckdb"}
+    assert spec.owners == ["team:growth"]
+    assert spec.tags["tier"] == "gold"
+    assert spec.metadata["dagster/table_name"] == "hightouch_audit.meta_sandbox_meta_audiences"
+    partitions = spec.partitions_def
+    assert isinstance(partitions, dg.DailyPartitionsDefinition)
+    assert partitions.timezone == "UTC"
+    assert partitions.start.date() == dt.date(2026, 1, 1)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert partitions.get_last_partition_key() == today
+
+
+def test_view_depends_on_every_destination_enabled_or_not(workspace: Workspace) -> None:
+    config = workspace.config([sandbox_meta(), sandbox_meta("old", enabled=False)])
+    defs = build_definitions(config)
+    view = defs.resolve_assets_def(VIEW_KEY)
+    old_key = dg.AssetKey(["hightouch_audit", "meta_old_audiences"])
+    assert view.asset_deps[VIEW_KEY] == {META_KEY, old_key}
+    assert view.specs_by_key[VIEW_KEY].partitions_def is None
+    assert not defs.resolve_assets_def(old_key).is_executable
+
+
+def test_job_and_schedule_request_todays_partition(workspace: Workspace) -> None:
+    defs = build_definitions(workspace.config([sandbox_meta()], schedule={"time_utc": "05:30"}))
+    job = defs.resolve_job_def(JOB_NAME)
+    assert {n.name for n in job.graph.node_defs} == {
+        "hightouch_audit__meta_sandbox_meta_audiences",
+        "hightouch_audit__external_audiences_metadata_v1",
+    }
+    schedule = defs.resolve_schedule_def(f"{JOB_NAME}_daily")
+    assert schedule.cron_schedule == "30 5 * * *"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    tick = dt.datetime(2026, 11, 24, 5, 30, tzinfo=dt.UTC)
+    with dg.build_schedule_context(
+        scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+    ) as ctx:
+        requests = schedule.evaluate_tick(ctx).run_requests
+    assert [r.partition_key for r in requests] == ["2026-11-24"]
+
+
+def test_two_warehouses_get_their_own_views_and_destination_keys_stay(workspace: Workspace) -> None:
+    document = workspace.document(
+        [sandbox_meta(warehouse="local"), sandbox_meta("other", warehouse="archive")],
+    )
+    document["warehouses"]["archive"] = {"type": "duckdb", "path": str(workspace.root / "archive.duckdb")}
+    from audit_assets.config import parse_config
+
+    defs = build_definitions(parse_config(document, "two warehouses"))
+    keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    assert keys == {
+        "hightouch_audit/meta_sandbox_meta_audiences",
+        "hightouch_audit/meta_other_audiences",
+        "hightouch_audit/local/external_audiences_metadata_v1",
+        "hightouch_audit/archive/external_audiences_metadata_v1",
+    }

@@ -1,0 +1,191 @@
+"""Real Dagster runs of the snapshot assets into real DuckDB files, against the sandbox platforms."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from audit_assets.assets import API_FIELDS_CHECK
+from audit_assets.platforms import meta
+from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
+from audit_assets_tests.conftest import Workspace, failure_messages, sandbox_meta, today_key
+
+TABLE = "hightouch_audit.meta_sandbox_meta_audiences"
+NODE = "hightouch_audit__meta_sandbox_meta_audiences"
+
+
+def test_todays_partition_writes_one_complete_snapshot(workspace: Workspace) -> None:
+    """13 audiences in the 2 active sandbox accounts; the closed account is skipped."""
+    before = dt.datetime.now(dt.UTC)
+    result = workspace.run(workspace.config([sandbox_meta(sync_ids={"23850001000000001": "90210"})]))
+    after = dt.datetime.now(dt.UTC)
+    assert result.success, failure_messages(result)
+
+    rows = workspace.query(
+        f"SELECT ht_snapshot_id, ht_snapshot_date, ht_fetched_at, ht_run_id, ht_destination, "
+        f"ht_destination_id, ht_ad_account_id, count(*) FROM {TABLE} GROUP BY ALL ORDER BY ht_ad_account_id"
+    )
+    assert [(r[6], r[7]) for r in rows] == [("1000000001", 8), ("1000000002", 5)]
+    assert len({r[0] for r in rows}) == 1, "one snapshot id for the whole snapshot"
+    assert len({r[2] for r in rows}) == 1, "one fetched_at for the whole snapshot"
+    assert {(r[1].isoformat(), r[3], r[4], r[5]) for r in rows} == {
+        (today_key(), result.run_id, "meta", "sandbox_meta")
+    }
+    assert before <= rows[0][2] <= after
+
+    synced = workspace.query(f"SELECT id, ht_sync_id FROM {TABLE} WHERE ht_sync_id IS NOT NULL")
+    assert synced == [("23850001000000001", "90210")]
+
+    # ht_raw is the audience exactly as the API returned it, and typed columns agree with it.
+    for audience_id, name, lower, raw in workspace.query(
+        f"SELECT id, name, approximate_count_lower_bound, ht_raw FROM {TABLE}"
+    ):
+        parsed = json.loads(raw)
+        assert (parsed["id"], parsed["name"], parsed["approximate_count_lower_bound"]) == (
+            audience_id,
+            name,
+            lower,
+        )
+
+    materialization = result.asset_materializations_for_node(NODE)[0]
+    assert materialization.metadata["dagster/table_name"].value == TABLE
+    assert materialization.metadata["audiences"].value == 13
+    assert materialization.metadata["dagster/partition_row_count"].value == 13
+    checks = result.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [(API_FIELDS_CHECK, True)]
+
+
+def test_table_columns_are_typed_per_api_field(workspace: Workspace) -> None:
+    assert workspace.run(workspace.config([sandbox_meta()])).success
+    described = dict(
+        workspace.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'hightouch_audit' AND table_name = 'meta_sandbox_meta_audiences'"
+        )
+    )
+    assert described["ht_snapshot_date"] == "DATE"
+    assert described["ht_fetched_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert described["ht_raw"] == "JSON"
+    assert described["approximate_count_lower_bound"] == "BIGINT"
+    assert described["delivery_status"] == "JSON"
+    assert described["is_value_based"] == "BOOLEAN"
+    assert set(described) == {c.name for c in meta.PLATFORM.columns}
+    status = workspace.query(f"SELECT delivery_status->>'code' FROM {TABLE} LIMIT 1")[0][0]
+    assert status in ("200", "300")
+
+
+def test_rematerializing_appends_and_leaves_the_first_snapshot_unchanged(workspace: Workspace) -> None:
+    config = workspace.config([sandbox_meta()])
+    assert workspace.run(config).success
+    first = workspace.query(f"SELECT * EXCLUDE (ht_raw), ht_raw::VARCHAR FROM {TABLE} ORDER BY id")
+    assert workspace.run(config).success
+    snapshots = workspace.query(f"SELECT ht_snapshot_id, count(*) FROM {TABLE} GROUP BY 1")
+    assert len(snapshots) == 2 and all(n == 13 for _, n in snapshots)
+    first_id = first[0][0]
+    again = workspace.query(
+        f"SELECT * EXCLUDE (ht_raw), ht_raw::VARCHAR FROM {TABLE} WHERE ht_snapshot_id = ? ORDER BY id",
+        [first_id],
+    )
+    assert again == first
+
+
+def test_yesterday_is_allowed_and_older_partitions_are_refused(workspace: Workspace) -> None:
+    config = workspace.config([sandbox_meta()])
+    today = dt.datetime.now(dt.UTC).date()
+    assert workspace.run(config, partition=(today - dt.timedelta(days=1)).isoformat()).success
+
+    old = (today - dt.timedelta(days=5)).isoformat()
+    result = workspace.run(config, partition=old)
+    assert not result.success
+    assert "older than yesterday" in failure_messages(result)
+    assert "allow_past_partitions" in failure_messages(result)
+    assert workspace.query(f"SELECT count(*) FROM {TABLE} WHERE ht_snapshot_date = ?", [old]) == [(0,)]
+
+
+def test_allowed_past_partition_keeps_the_true_fetch_time(workspace: Workspace) -> None:
+    config = workspace.config([sandbox_meta()], snapshots={"allow_past_partitions": True})
+    old = "2026-02-01"
+    assert workspace.run(config, partition=old).success
+    rows = workspace.query(f"SELECT DISTINCT ht_snapshot_date, ht_fetched_at FROM {TABLE}")
+    assert len(rows) == 1
+    assert rows[0][0].isoformat() == old
+    assert rows[0][1].date() == dt.datetime.now(dt.UTC).date()
+
+
+def test_malformed_response_fails_the_snapshot_with_zero_rows_written(
+    workspace: Workspace, meta_server
+) -> None:
+    emulator, dest = meta_server()
+    config = workspace.config([dest])
+    assert workspace.run(config).success
+    emulator.faults.add(FaultKind.MALFORMED, path_contains="act_1000000002")
+    result = workspace.run(config)
+    assert not result.success
+    assert "not valid JSON" in failure_messages(result)
+    assert "Nothing was written" in failure_messages(result)
+    # Only the first, complete snapshot is there: none of the failed one's first-account rows.
+    assert workspace.query(
+        "SELECT count(DISTINCT ht_snapshot_id), count(*) FROM hightouch_audit.meta_served_meta_audiences"
+    ) == [(1, 13)]
+
+
+def test_invalid_token_fails_clearly_and_never_logs_the_token(
+    workspace: Workspace, meta_server, monkeypatch
+) -> None:
+    _, dest = meta_server()
+    monkeypatch.setenv("AUDIT_ASSETS_TEST_META_TOKEN", "wrong-token-value-7c1e")
+    result = workspace.run(workspace.config([dest]))
+    assert not result.success
+    message = failure_messages(result)
+    assert "re-authorise" in message and "190" in message
+    assert not workspace.table_exists("meta_served_meta_audiences")
+    logs = workspace.instance.all_logs(result.run_id)
+    assert logs and not any("wrong-token-value-7c1e" in str(entry) for entry in logs)
+
+
+def test_throttle_is_waited_out_within_one_run(workspace: Workspace, meta_server) -> None:
+    _, dest = meta_server(
+        faults=Faults().add(FaultKind.THROTTLE, times=2, path_contains="customaudiences")
+    )
+    result = workspace.run(workspace.config([dest]))
+    assert result.success, failure_messages(result)
+    metadata = result.asset_materializations_for_node("hightouch_audit__meta_served_meta_audiences")[
+        0
+    ].metadata
+    assert metadata["throttle_wait_seconds"].value > 0
+    assert metadata["api_requests"].value == 5  # discovery, 2 throttled, 2 accounts
+    assert workspace.query("SELECT count(*) FROM hightouch_audit.meta_served_meta_audiences") == [(13,)]
+
+
+def test_allow_list_narrows_accounts_and_reports_missing_ones(workspace: Workspace) -> None:
+    config = workspace.config([sandbox_meta(ad_account_ids=["1000000002", "1000000003", "999"])])
+    result = workspace.run(config)
+    assert result.success
+    assert workspace.query(f"SELECT DISTINCT ht_ad_account_id FROM {TABLE}") == [("1000000002",)]
+    metadata = result.asset_materializations_for_node(NODE)[0].metadata
+    assert metadata["ad_accounts_not_found"].value == ["1000000003", "999"]
+
+
+def test_unknown_api_field_is_kept_in_raw_and_reported(workspace: Workspace, meta_server) -> None:
+    _, dest = meta_server(
+        accounts=[SandboxAccount("1000000001", "Only", audiences=3)], new_fields={"brand_new_field": {"x": 1}}
+    )
+    result = workspace.run(workspace.config([dest]))
+    assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [(API_FIELDS_CHECK, False)]
+    raw = workspace.query(
+        "SELECT ht_raw->>'$.brand_new_field.x' FROM hightouch_audit.meta_served_meta_audiences"
+    )
+    assert raw == [("1",)] * 3
+
+
+def test_disabled_destination_keeps_its_table_and_history_in_the_view(workspace: Workspace) -> None:
+    assert workspace.run(workspace.config([sandbox_meta()])).success
+    disabled = workspace.config([sandbox_meta(enabled=False), sandbox_meta("second")])
+    assert workspace.run(disabled).success
+    counts = workspace.query(
+        "SELECT ht_destination_id, count(*) FROM hightouch_audit.external_audiences_metadata_v1 GROUP BY 1 ORDER BY 1"
+    )
+    assert counts == [("sandbox_meta", 13), ("second", 13)]
+    assert workspace.query(f"SELECT count(DISTINCT ht_snapshot_id) FROM {TABLE}") == [(1,)]
