@@ -91,7 +91,7 @@ def build_destination_asset(
     key = spec["key"]
     resource_key = client_resource_key(dest)
     policy = config.snapshots
-    allow_list = frozenset(dest.ad_account_ids) if dest.ad_account_ids is not None else None
+    allow_list = dest.account_allow_list
     sync_ids = dict(dest.sync_ids)
 
     @dg.asset(

@@ -15,12 +15,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import httpx
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from audit_assets.platforms import PLATFORMS
-from audit_assets.sandbox import is_sandbox_url
+from audit_assets.sandbox import SANDBOX_DOMAIN, is_sandbox_url
 
 CONFIG_ENV_VAR = "AUDIT_ASSETS_CONFIG"
 DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
@@ -56,7 +57,7 @@ class SnapshotPolicy(_Strict):
     max_throttle_wait_seconds: float = Field(default=900.0, ge=0)
     http_timeout_seconds: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20, description="Retries of 5xx and connection errors.")
-    retry_base_delay_seconds: float = Field(default=1.0, ge=0)
+    retry_base_delay_seconds: float = Field(default=1.0, gt=0)
 
 
 class ScheduleConfig(_Strict):
@@ -114,8 +115,12 @@ class DestinationConfig(_Strict):
             raise ValueError(
                 f"page_size {self.page_size} exceeds {platform.title}'s maximum {platform.max_page_size}"
             )
-        if not self.credentials and self.uses_sandbox:
-            return self  # the built-in sandbox issues its own demo credentials
+        if self.uses_sandbox:
+            expected = f"{self.type}.{SANDBOX_DOMAIN}"
+            if httpx.URL(self.base_url or "").host != expected:
+                raise ValueError(f"base_url: the built-in sandbox for {self.type} is https://{expected}")
+            if not self.credentials:
+                return self  # the built-in sandbox issues its own demo credentials
         problem = platform.credential_problem(set(self.credentials))
         if problem:
             raise ValueError(f"credentials: {problem}")
@@ -126,8 +131,22 @@ class DestinationConfig(_Strict):
         return self.base_url is not None and is_sandbox_url(self.base_url)
 
     @property
+    def account_allow_list(self) -> frozenset[str] | None:
+        """``ad_account_ids`` without platform prefixes (``act_123`` -> ``123``), as accounts are compared."""
+        if self.ad_account_ids is None:
+            return None
+        prefixes = PLATFORMS[self.type].account_id_prefixes
+        return frozenset(_strip_prefixes(i, prefixes) for i in self.ad_account_ids)
+
+    @property
     def table(self) -> str:
         return f"{self.type}_{self.id}_audiences".lower()
+
+
+def _strip_prefixes(account_id: str, prefixes: tuple[str, ...]) -> str:
+    for prefix in prefixes:
+        account_id = account_id.removeprefix(prefix)
+    return account_id
 
 
 class AuditConfig(_Strict):
@@ -197,6 +216,8 @@ def _describe(error: Mapping[str, Any]) -> str:
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind == "string_type":
+        return "must be a string: quote it (write '48213', not 48213)"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 
@@ -231,7 +252,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AuditConfig:
         # The YAML library quotes the offending line, which may hold a secret: report position only.
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source} is not valid YAML{where}: {exc.problem}") from None
+        # The problem text itself may quote a token from the line (an alias or tag name): blank quotes.
+        problem = re.sub(r"'[^']*'", "'…'", exc.problem or "syntax error")
+        raise ConfigError(f"{source} is not valid YAML{where}: {problem}") from None
     except yaml.YAMLError:
         raise ConfigError(f"{source} is not valid YAML") from None
     return parse_config(document, source)

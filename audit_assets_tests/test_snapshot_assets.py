@@ -144,9 +144,7 @@ def test_invalid_token_fails_clearly_and_never_logs_the_token(
 
 
 def test_throttle_is_waited_out_within_one_run(workspace: Workspace, meta_server) -> None:
-    _, dest = meta_server(
-        faults=Faults().add(FaultKind.THROTTLE, times=2, path_contains="customaudiences")
-    )
+    _, dest = meta_server(faults=Faults().add(FaultKind.THROTTLE, times=2, path_contains="customaudiences"))
     result = workspace.run(workspace.config([dest]))
     assert result.success, failure_messages(result)
     metadata = result.asset_materializations_for_node("hightouch_audit__meta_served_meta_audiences")[

@@ -75,6 +75,7 @@ class Platform:
     auth: Callable[[Mapping[str, str]], httpx.Auth]  # how credentials travel (headers, signing, refresh)
     classify: Classifier  # the platform's own throttle, auth and error signals
     default_token_url: str | None = None
+    account_id_prefixes: tuple[str, ...] = ()  # stripped from configured ad_account_ids
 
     @property
     def columns(self) -> tuple[Column, ...]:

@@ -96,6 +96,7 @@ class ApiSession:
         self._sleep = sleep
         self._jitter = jitter
         self.throttle_waited_seconds = 0.0
+        self._throttles = 0
         self.requests_sent = 0
 
     def get_json(self, url: str, *, params: Mapping[str, Any] | None = None, what: str) -> Any:
@@ -158,9 +159,11 @@ class ApiSession:
         return failures + 1
 
     def _wait_out_throttle(self, verdict: Throttled, what: str) -> None:
+        # No estimate (or "0 minutes"): back off further with every throttle, so the cap is reached.
         wait = verdict.wait_seconds
         if wait is None or wait <= 0:
-            wait = self._backoff(0)
+            wait = self._backoff(self._throttles)
+        self._throttles += 1
         cap = self._settings.max_throttle_wait_seconds
         if self.throttle_waited_seconds + wait > cap:
             raise ThrottleCapExceeded(

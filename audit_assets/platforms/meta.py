@@ -231,4 +231,5 @@ PLATFORM = Platform(
     connect=connect,
     auth=auth,
     classify=classify,
+    account_id_prefixes=("act_",),
 )
