@@ -33,7 +33,7 @@ ARROW_TYPES: dict[ColumnType, pa.DataType] = {
     ColumnType.DATE: pa.date32(),
     ColumnType.TIMESTAMP_TZ: pa.timestamp("us", tz="UTC"),
 }
-DEFAULT_CHUNK_ROWS = 20_000
+DEFAULT_CHUNK_ROWS = 5_000
 _INTEGER_TEXT = re.compile(r"^-?\d+$")
 
 
@@ -168,6 +168,7 @@ def take_snapshot(
     """List every audience of every active account into a spool; raise (leaving nothing) on any error."""
     columns = platform.columns
     known_fields = {f.api_name for f in platform.fields}
+    typed_fields = [(f.api_name, f.column, f.type) for f in platform.fields]
     spool_dir = Path(tempfile.mkdtemp(prefix=f"audit_assets_{identity.destination}_"))
     path = spool_dir / "snapshot.parquet"
     spooler = _Spooler(path, columns, chunk_rows)
@@ -212,12 +213,12 @@ def take_snapshot(
                         "ht_sync_id": sync_ids.get(audience_id),
                         HT_RAW.name: json.dumps(audience, ensure_ascii=False, separators=(",", ":")),
                     }
-                    for api_field in platform.fields:
+                    for api_name, column, kind in typed_fields:
                         try:
-                            row[api_field.column] = _coerce(audience.get(api_field.api_name), api_field.type)
+                            row[column] = _coerce(audience.get(api_name), kind)
                         except ValueError as exc:
                             raise BadResponse(
-                                f"{platform.title} audience {audience_id}, field {api_field.api_name}: {exc}"
+                                f"{platform.title} audience {audience_id}, field {api_name}: {exc}"
                             ) from None
                     spooler.add(row)
                 count += len(page)

@@ -62,3 +62,28 @@ def serve(emulator: Emulator, port: int = 0) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def main() -> None:
+    """``python -m audit_assets.sandbox.server``: serve the Meta emulator until interrupted."""
+    import argparse
+
+    from audit_assets.sandbox.meta import MetaGraphSandbox
+    from audit_assets.sandbox.world import SandboxAccount
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--accounts", type=int, default=2, help="active ad accounts")
+    parser.add_argument("--audiences", type=int, default=8, help="audiences per account")
+    args = parser.parse_args()
+    accounts = [
+        SandboxAccount(f"{1000000001 + i}", f"Sandbox account {i + 1}", audiences=args.audiences)
+        for i in range(args.accounts)
+    ]
+    with serve(MetaGraphSandbox(accounts), port=args.port) as url:
+        print(url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
