@@ -10,9 +10,22 @@ from dagster import AssetExecutionContext
 from audit_assets.columns import Column
 from audit_assets.config import AuditConfig, DestinationConfig
 from audit_assets.platforms import PLATFORMS
-from audit_assets.platforms.base import AuthError, PlatformError
+from audit_assets.platforms.base import (
+    AccountsNotFound,
+    AuthError,
+    BadResponse,
+    PlatformError,
+    ThrottleCapExceeded,
+)
+from audit_assets.platforms.http import ApiSession
 from audit_assets.resources import AdPlatformResource
-from audit_assets.snapshot import PartitionRefused, SnapshotIdentity, check_snapshot_date, take_snapshot
+from audit_assets.snapshot import (
+    PartitionRefused,
+    Snapshot,
+    SnapshotIdentity,
+    check_snapshot_date,
+    take_snapshot,
+)
 from audit_assets.views import V1_COLUMNS, V1_NAME, ViewDefinition, ViewSource
 
 SCHEMA = "hightouch_audit"
@@ -38,9 +51,13 @@ def client_resource_key(dest: DestinationConfig) -> str:
     return f"{dest.type}_{dest.id}_client".lower()
 
 
-def snapshot_id_for(run_id: str, table: str, partition_key: str) -> str:
-    """Deterministic per (run, table, partition): a retried step reuses it, so it is written once."""
-    return str(uuid.uuid5(_SNAPSHOT_NAMESPACE, f"{run_id}/{table}/{partition_key}"))
+def snapshot_id_for(root_run_id: str, table: str, partition_key: str) -> str:
+    """Deterministic per (root run, table, partition).
+
+    A retried step, and a re-execution of the run (which shares its root run id), reuse the id, so the
+    IO manager writes that snapshot at most once. A new run takes a new snapshot.
+    """
+    return str(uuid.uuid5(_SNAPSHOT_NAMESPACE, f"{root_run_id}/{table}/{partition_key}"))
 
 
 def table_schema(columns: Sequence[Column]) -> dg.TableSchema:
@@ -84,8 +101,9 @@ def build_destination_asset(
 ) -> dg.AssetsDefinition | dg.AssetSpec:
     """The snapshot asset of one destination; a disabled one keeps its key and lineage but cannot run."""
     spec = _spec_arguments(config, dest)
+    partitions = daily_partitions(config.start_date)
     if not dest.enabled:
-        return dg.AssetSpec(**spec)
+        return dg.AssetSpec(**spec, partitions_def=partitions)
 
     platform = PLATFORMS[dest.type]
     key = spec["key"]
@@ -96,10 +114,14 @@ def build_destination_asset(
 
     @dg.asset(
         **spec,
-        partitions_def=daily_partitions(config.start_date),
+        partitions_def=partitions,
         io_manager_key=io_manager_key(config.warehouse_name_for(dest)),
         required_resource_keys={resource_key},
         pool=f"audit_assets_{dest.type}",
+        # Exhausted 5xx/connection retries and warehouse lock timeouts may heal; bad answers do not.
+        retry_policy=dg.RetryPolicy(
+            max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+        ),
         check_specs=[
             dg.AssetCheckSpec(
                 API_FIELDS_CHECK,
@@ -120,7 +142,9 @@ def build_destination_asset(
         except PartitionRefused as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         identity = SnapshotIdentity(
-            snapshot_id=snapshot_id_for(context.run.run_id, dest.table, partition_key),
+            snapshot_id=snapshot_id_for(
+                context.run.root_run_id or context.run.run_id, dest.table, partition_key
+            ),
             snapshot_date=dt.date.fromisoformat(partition_key),
             run_id=context.run.run_id,
             destination=dest.type,
@@ -138,44 +162,54 @@ def build_destination_asset(
                     log=context.log,
                 )
         except PlatformError as exc:
-            # Already redacted; nothing was written. Auth failures will not fix themselves on retry.
+            # Already redacted; nothing was written. Only exhausted transient errors may heal by retrying.
             raise dg.Failure(
                 description=f"{exc}\nNothing was written for this snapshot.",
-                allow_retries=not isinstance(exc, AuthError),
+                allow_retries=not isinstance(
+                    exc, AuthError | BadResponse | ThrottleCapExceeded | AccountsNotFound
+                ),
             ) from None
-        unknown = sorted(snapshot.drift_fields)
-        yield dg.Output(
-            snapshot,
-            metadata={
-                "snapshot_id": identity.snapshot_id,
-                "ht_fetched_at": snapshot.fetched_at.isoformat(),
-                "audiences": snapshot.row_count,
-                "ad_accounts": dg.MetadataValue.json(snapshot.audiences_by_account),
-                "ad_accounts_not_found": dg.MetadataValue.json(list(snapshot.accounts_not_found)),
-                "unknown_api_fields": dg.MetadataValue.json(unknown),
-                "api_requests": session.requests_sent,
-                "throttle_wait_seconds": round(session.throttle_waited_seconds, 3),
-            },
-        )
-        yield dg.AssetCheckResult(
-            check_name=API_FIELDS_CHECK,
-            passed=not unknown,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"unknown_api_fields": dg.MetadataValue.json(unknown)},
-            description=(
-                f"{platform.title} returned fields without a typed column: {', '.join(unknown)}. They are kept "
-                "in ht_raw."
-                if unknown
-                else None
-            ),
-        )
+        try:
+            yield from _report(snapshot, session, platform.title)
+        finally:
+            snapshot.discard()  # the IO manager discards after writing; this covers a failed connect
 
     return snapshot_asset
 
 
+def _report(snapshot: Snapshot, session: ApiSession, title: str) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    """The snapshot as the asset's output (written by the IO manager), then the API-fields check."""
+    unknown = sorted(snapshot.drift_fields)
+    yield dg.Output(
+        snapshot,
+        metadata={
+            "snapshot_id": snapshot.identity.snapshot_id,
+            "ht_fetched_at": snapshot.fetched_at.isoformat(),
+            "audiences": snapshot.row_count,
+            "ad_accounts": dg.MetadataValue.json(snapshot.audiences_by_account),
+            "ad_accounts_not_found": dg.MetadataValue.json(list(snapshot.accounts_not_found)),
+            "unknown_api_fields": dg.MetadataValue.json(unknown),
+            "api_requests": session.requests_sent,
+            "throttle_wait_seconds": round(session.throttle_waited_seconds, 3),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=API_FIELDS_CHECK,
+        passed=not unknown,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"unknown_api_fields": dg.MetadataValue.json(unknown)},
+        description=(
+            f"{title} returned fields without a typed column: {', '.join(unknown)}. They are kept in ht_raw."
+            if unknown
+            else None
+        ),
+    )
+
+
 def view_key(config: AuditConfig, warehouse: str) -> dg.AssetKey:
-    # With several warehouses each gets its own view asset; destination keys never change.
-    if len(config.warehouses) == 1:
+    # The first warehouse's view keeps the plain key, so adding a warehouse renames nothing; each other
+    # warehouse's view is keyed under its name. Destination keys never depend on warehouses.
+    if warehouse == next(iter(config.warehouses)):
         return dg.AssetKey([SCHEMA, V1_NAME])
     return dg.AssetKey([SCHEMA, warehouse, V1_NAME])
 
@@ -183,7 +217,7 @@ def view_key(config: AuditConfig, warehouse: str) -> dg.AssetKey:
 def build_view_asset(config: AuditConfig, warehouse: str) -> dg.AssetsDefinition:
     """The combined v1 view of one warehouse, over every configured destination stored there."""
     dests = [d for d in config.destinations if config.warehouse_name_for(d) == warehouse]
-    sources = tuple(ViewSource(d.table, PLATFORMS[d.type].v1) for d in dests)
+    sources = tuple(ViewSource(d.table, PLATFORMS[d.type].v1, PLATFORMS[d.type].columns) for d in dests)
 
     @dg.asset(
         key=view_key(config, warehouse),
@@ -194,8 +228,9 @@ def build_view_asset(config: AuditConfig, warehouse: str) -> dg.AssetsDefinition
         code_version="v1",
         description=(
             f"{SCHEMA}.{V1_NAME}: every snapshot of every destination in warehouse '{warehouse}', in one "
-            "standard shape (frozen: later versions get a new name). Recreated on each run; it reads the "
-            "tables live, so new snapshots appear in it at once."
+            "standard shape (frozen: later versions get a new name). It unions every configured "
+            "destination's table (creating empty ones not written yet) and reads them live, so new "
+            "snapshots appear in it at once."
         ),
         metadata={
             "schema": SCHEMA,

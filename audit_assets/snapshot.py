@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audit_assets.columns import HT_RAW, Column, ColumnType
-from audit_assets.platforms.base import AudienceClient, BadResponse, Platform
+from audit_assets.platforms.base import AccountsNotFound, AudienceClient, BadResponse, Platform
 
 ARROW_TYPES: dict[ColumnType, pa.DataType] = {
     ColumnType.STRING: pa.string(),
@@ -180,6 +180,11 @@ def take_snapshot(
         if ad_account_ids is not None:
             not_found = tuple(sorted(ad_account_ids - {a.id for a in accounts}))
             accounts = [a for a in accounts if a.id in ad_account_ids]
+            if not accounts:
+                raise AccountsNotFound(
+                    f"{platform.title} {identity.destination_id}: none of ad_account_ids {sorted(ad_account_ids)} "
+                    "is an active account these credentials can see; check the ids and the token's access"
+                )
             if not_found:
                 log.warning(
                     f"{platform.title} {identity.destination_id}: ad_account_ids {list(not_found)} are not among "

@@ -47,10 +47,11 @@ class V1Mapping:
 
 @dataclass(frozen=True)
 class ViewSource:
-    """One destination table and how its columns map onto the view."""
+    """One destination table, its columns (to create it if not written yet) and its view mapping."""
 
     table: str
     mapping: V1Mapping
+    columns: tuple[Column, ...]
 
     def __post_init__(self) -> None:
         checked_identifier(self.table)
@@ -58,10 +59,10 @@ class ViewSource:
 
 @dataclass(frozen=True)
 class ViewDefinition:
-    """What the v1 view asset hands to its warehouse: every destination table the view may union.
+    """What the v1 view asset hands to its warehouse: every destination table the view unions.
 
-    Tables that do not exist yet are left out by the warehouse; with none, the view is created
-    empty but with its exact columns and types.
+    The warehouse creates a table not written yet (empty, with its explicit DDL), so a destination's
+    first snapshot appears in the view at once; with no destinations the view is empty but typed.
     """
 
     sources: tuple[ViewSource, ...]

@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+import pytest
 
+from audit_assets.config import load_config
 from audit_assets.definitions import build_definitions
 from audit_assets.schedules import JOB_NAME
 from audit_assets_tests.conftest import Workspace, sandbox_meta
@@ -17,8 +19,9 @@ VIEW_KEY = dg.AssetKey(["hightouch_audit", "external_audiences_metadata_v1"])
 META_KEY = dg.AssetKey(["hightouch_audit", "meta_sandbox_meta_audiences"])
 
 
-def test_packaged_default_definitions_load_and_validate() -> None:
-    from audit_assets.definitions import defs
+def test_packaged_default_definitions_load_and_validate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUDIT_ASSETS_CONFIG", raising=False)
+    defs = build_definitions(load_config())
 
     dg.Definitions.validate_loadable(defs)
     assert {k for k in defs.resolve_all_asset_keys()} == {META_KEY, VIEW_KEY}
@@ -48,7 +51,9 @@ def test_view_depends_on_every_destination_enabled_or_not(workspace: Workspace) 
     old_key = dg.AssetKey(["hightouch_audit", "meta_old_audiences"])
     assert view.asset_deps[VIEW_KEY] == {META_KEY, old_key}
     assert view.specs_by_key[VIEW_KEY].partitions_def is None
-    assert not defs.resolve_assets_def(old_key).is_executable
+    old = defs.resolve_assets_def(old_key)
+    assert not old.is_executable
+    assert old.partitions_def is not None, "a disabled destination keeps its partition history in the UI"
 
 
 def test_job_and_schedule_request_todays_partition(workspace: Workspace) -> None:
@@ -70,7 +75,7 @@ def test_job_and_schedule_request_todays_partition(workspace: Workspace) -> None
     assert [r.partition_key for r in requests] == ["2026-11-24"]
 
 
-def test_two_warehouses_get_their_own_views_and_destination_keys_stay(workspace: Workspace) -> None:
+def test_adding_a_warehouse_adds_a_view_and_renames_nothing(workspace: Workspace) -> None:
     document = workspace.document(
         [sandbox_meta(warehouse="local"), sandbox_meta("other", warehouse="archive")],
     )
@@ -82,6 +87,6 @@ def test_two_warehouses_get_their_own_views_and_destination_keys_stay(workspace:
     assert keys == {
         "hightouch_audit/meta_sandbox_meta_audiences",
         "hightouch_audit/meta_other_audiences",
-        "hightouch_audit/local/external_audiences_metadata_v1",
+        "hightouch_audit/external_audiences_metadata_v1",
         "hightouch_audit/archive/external_audiences_metadata_v1",
     }

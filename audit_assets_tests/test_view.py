@@ -56,7 +56,16 @@ def test_view_is_created_empty_with_the_right_shape_before_any_snapshot(workspac
     assert view_columns(workspace) == EXPECTED_COLUMNS
     assert workspace.query(f"SELECT count(*) FROM {VIEW}") == [(0,)]
     metadata = result.asset_materializations_for_node(f"hightouch_audit__{V1_NAME}")[0].metadata
-    assert metadata["tables_not_created_yet"].value == ["meta_sandbox_meta_audiences"]
+    assert metadata["tables_in_view"].value == ["meta_sandbox_meta_audiences"]
+
+
+def test_a_destination_materialized_alone_appears_in_the_view_at_once(workspace: Workspace) -> None:
+    """The view unions every configured table, creating empty ones, so it never needs a rebuild."""
+    config = workspace.config([sandbox_meta("a"), sandbox_meta("b")])
+    view_only = [dg.AssetKey(["hightouch_audit", V1_NAME])]
+    assert workspace.run(config, selection=view_only).success
+    assert workspace.run(config, selection=[dg.AssetKey(["hightouch_audit", "meta_b_audiences"])]).success
+    assert workspace.query(f"SELECT ht_destination_id, count(*) FROM {VIEW} GROUP BY 1") == [("b", 13)]
 
 
 def test_view_unions_every_destination_and_counts_each_snapshot(workspace: Workspace) -> None:
@@ -79,9 +88,11 @@ def test_a_new_platform_contributes_only_a_mapping() -> None:
         "hightouch_audit",
         V1_NAME,
         ViewDefinition(
-            (ViewSource("other_x1_audiences", mapping), ViewSource("meta_y_audiences", PLATFORMS["meta"].v1))
+            (
+                ViewSource("other_x1_audiences", mapping, ()),
+                ViewSource("meta_y_audiences", PLATFORMS["meta"].v1, PLATFORMS["meta"].columns),
+            )
         ),
-        {"other_x1_audiences", "meta_y_audiences"},
     )
     assert "CASE WHEN members IN (-1, -2) THEN NULL ELSE members END" in statement
     assert "FROM hightouch_audit.other_x1_audiences" in statement

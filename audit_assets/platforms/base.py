@@ -29,6 +29,10 @@ class ThrottleCapExceeded(PlatformError):
     """The platform asked us to wait longer than the configured cap allows."""
 
 
+class AccountsNotFound(PlatformError):
+    """None of the allow-listed ad accounts is active for these credentials."""
+
+
 class BadResponse(PlatformError):
     """The platform answered with something that is not what its API documents."""
 

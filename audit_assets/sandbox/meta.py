@@ -152,7 +152,10 @@ class MetaGraphSandbox(Emulator):
         unknown = sorted(fields - _KNOWN_FIELDS)
         if unknown:
             return graph_error(request, 400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]})")
-        limit, offset, empties = _position(request)
+        try:
+            limit, offset, empties = _position(request)
+        except ValueError:
+            return graph_error(request, 400, 100, "(#100) The after cursor is invalid")
         if offset == limit and empties < self.empty_pages:
             return self._reply(request, [], offset, empties + 1, more=True)
         day = self.today()
@@ -165,8 +168,11 @@ class MetaGraphSandbox(Emulator):
     def _page(
         self, request: httpx.Request, rows: list[dict[str, Any]], known: frozenset[str]
     ) -> httpx.Response:
-        fields = _requested_fields(request) & known or {"id"}
-        limit, offset, empties = _position(request)
+        fields = (_requested_fields(request) & known) | {"id"}  # Graph always returns id
+        try:
+            limit, offset, empties = _position(request)
+        except ValueError:
+            return graph_error(request, 400, 100, "(#100) The after cursor is invalid")
         end = min(offset + limit, len(rows))
         return self._reply(
             request, [_select(r, fields) for r in rows[offset:end]], end, empties, more=end < len(rows)
@@ -250,5 +256,8 @@ def _position(request: httpx.Request) -> tuple[int, int, int]:
     after = request.url.params.get("after")
     if not after:
         return limit, 0, 0
-    offset, empties = json.loads(base64.b64decode(after))
-    return limit, int(offset), int(empties)
+    try:
+        offset, empties = json.loads(base64.b64decode(after, validate=True))
+        return limit, int(offset), int(empties)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("invalid cursor") from exc

@@ -66,10 +66,8 @@ def _empty_select(dialect: Dialect, columns: tuple[Column, ...]) -> str:
     return f"SELECT {items}\nWHERE FALSE"
 
 
-def create_view(
-    dialect: Dialect, schema: str, name: str, view: ViewDefinition, present_tables: set[str]
-) -> str:
-    """``CREATE OR REPLACE VIEW`` over the sources whose tables exist; empty but typed if none do."""
-    selects = [_v1_select(dialect, schema, s) for s in view.sources if s.table in present_tables]
+def create_view(dialect: Dialect, schema: str, name: str, view: ViewDefinition) -> str:
+    """``CREATE OR REPLACE VIEW`` over every source table; empty but typed when there is none."""
+    selects = [_v1_select(dialect, schema, s) for s in view.sources]
     body = "\nUNION ALL\n".join(selects) if selects else _empty_select(dialect, V1_COLUMNS)
     return f"CREATE OR REPLACE VIEW {qualified(schema, name)} AS\n{body}"
