@@ -1,13 +1,20 @@
-"""Asset factories: one daily-partitioned snapshot asset per destination, one v1 view per warehouse."""
+"""The snapshot asset factory: one daily-partitioned asset per destination, with its API-fields check."""
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from audit_assets.columns import Column
+from audit_assets.catalog import (
+    GROUP,
+    SCHEMA,
+    client_resource_key,
+    destination_key,
+    io_manager_key,
+    table_schema,
+)
 from audit_assets.config import AuditConfig, DestinationConfig
 from audit_assets.platforms import PLATFORMS
 from audit_assets.platforms.base import (
@@ -26,10 +33,7 @@ from audit_assets.snapshot import (
     check_snapshot_date,
     take_snapshot,
 )
-from audit_assets.views import V1_COLUMNS, V1_NAME, ViewDefinition, ViewSource
 
-SCHEMA = "hightouch_audit"
-GROUP = "hightouch_audit"
 API_FIELDS_CHECK = "no_unknown_api_fields"
 _SNAPSHOT_NAMESPACE = uuid.UUID("6f1c2a8e-3d4b-4f55-9a7e-2b0c9d1e5a11")
 
@@ -39,18 +43,6 @@ def daily_partitions(start_date: dt.date) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=start_date.isoformat(), timezone="UTC", end_offset=1)
 
 
-def destination_key(dest: DestinationConfig) -> dg.AssetKey:
-    return dg.AssetKey([SCHEMA, dest.table])
-
-
-def io_manager_key(warehouse: str) -> str:
-    return f"warehouse_{warehouse}"
-
-
-def client_resource_key(dest: DestinationConfig) -> str:
-    return f"{dest.type}_{dest.id}_client".lower()
-
-
 def snapshot_id_for(root_run_id: str, table: str, partition_key: str) -> str:
     """Deterministic per (root run, table, partition).
 
@@ -58,12 +50,6 @@ def snapshot_id_for(root_run_id: str, table: str, partition_key: str) -> str:
     IO manager writes that snapshot at most once. A new run takes a new snapshot.
     """
     return str(uuid.uuid5(_SNAPSHOT_NAMESPACE, f"{root_run_id}/{table}/{partition_key}"))
-
-
-def table_schema(columns: Sequence[Column]) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(c.name, c.type.value, description=c.description or None) for c in columns]
-    )
 
 
 def _spec_arguments(config: AuditConfig, dest: DestinationConfig) -> dict:
@@ -204,41 +190,3 @@ def _report(snapshot: Snapshot, session: ApiSession, title: str) -> Iterator[dg.
             else None
         ),
     )
-
-
-def view_key(config: AuditConfig, warehouse: str) -> dg.AssetKey:
-    # The first warehouse's view keeps the plain key, so adding a warehouse renames nothing; each other
-    # warehouse's view is keyed under its name. Destination keys never depend on warehouses.
-    if warehouse == next(iter(config.warehouses)):
-        return dg.AssetKey([SCHEMA, V1_NAME])
-    return dg.AssetKey([SCHEMA, warehouse, V1_NAME])
-
-
-def build_view_asset(config: AuditConfig, warehouse: str) -> dg.AssetsDefinition:
-    """The combined v1 view of one warehouse, over every configured destination stored there."""
-    dests = [d for d in config.destinations if config.warehouse_name_for(d) == warehouse]
-    sources = tuple(ViewSource(d.table, PLATFORMS[d.type].v1, PLATFORMS[d.type].columns) for d in dests)
-
-    @dg.asset(
-        key=view_key(config, warehouse),
-        group_name=GROUP,
-        io_manager_key=io_manager_key(warehouse),
-        deps=[dg.AssetDep(destination_key(d), partition_mapping=dg.AllPartitionMapping()) for d in dests],
-        kinds={config.warehouses[warehouse].type, "view"},
-        code_version="v1",
-        description=(
-            f"{SCHEMA}.{V1_NAME}: every snapshot of every destination in warehouse '{warehouse}', in one "
-            "standard shape (frozen: later versions get a new name). It unions every configured "
-            "destination's table (creating empty ones not written yet) and reads them live, so new "
-            "snapshots appear in it at once."
-        ),
-        metadata={
-            "schema": SCHEMA,
-            "dagster/table_name": f"{SCHEMA}.{V1_NAME}",
-            "dagster/column_schema": table_schema(V1_COLUMNS),
-        },
-    )
-    def v1_view() -> ViewDefinition:
-        return ViewDefinition(sources=sources)
-
-    return v1_view

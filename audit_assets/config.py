@@ -95,6 +95,16 @@ class DestinationConfig(_Strict):
             raise ValueError(f"unknown destination type {value!r}; expected one of {sorted(PLATFORMS)}")
         return value
 
+    @field_validator("base_url", "token_url")
+    @classmethod
+    def _encrypted_unless_local(cls, value: str | None) -> str | None:
+        """Credentials travel with every request: plain http only to this machine (a local emulator)."""
+        if value is not None and value.startswith("http://"):
+            host = httpx.URL(value).host
+            if not (host == "localhost" or host == "::1" or host.startswith("127.")):
+                raise ValueError("must use https:// (plain http:// is only for 127.0.0.1 or localhost)")
+        return value
+
     @field_validator("credentials", mode="before")
     @classmethod
     def _no_literal_secrets(cls, value: Any) -> Any:
@@ -113,8 +123,10 @@ class DestinationConfig(_Strict):
         platform = PLATFORMS[self.type]
         if self.page_size is not None and self.page_size > platform.max_page_size:
             raise ValueError(
-                f"page_size {self.page_size} exceeds {platform.title}'s maximum {platform.max_page_size}"
+                f"page_size: {self.page_size} exceeds {platform.title}'s maximum {platform.max_page_size}"
             )
+        if self.token_url is not None and platform.default_token_url is None:
+            raise ValueError(f"token_url: {platform.title} has no OAuth token endpoint")
         if self.uses_sandbox:
             expected = f"{self.type}.{SANDBOX_DOMAIN}"
             if httpx.URL(self.base_url or "").host != expected:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from audit_assets.assets import build_destination_asset, build_view_asset, client_resource_key, io_manager_key
+from audit_assets.assets import build_destination_asset
+from audit_assets.catalog import client_resource_key, io_manager_key
 from audit_assets.config import AuditConfig, load_config
 from audit_assets.resources import build_resource
 from audit_assets.schedules import build_job, build_schedule
+from audit_assets.view_asset import build_view_asset
 from audit_assets.warehouse.duckdb import AuditDuckDBIOManager
 
 

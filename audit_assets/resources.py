@@ -13,7 +13,7 @@ from audit_assets.config import DestinationConfig, SnapshotPolicy
 from audit_assets.platforms import PLATFORMS
 from audit_assets.platforms.base import AudienceClient, ClientSettings
 from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
-from audit_assets.sandbox import is_sandbox_url
+from audit_assets.sandbox import SANDBOX_DOMAIN
 from audit_assets.sandbox.transport import SandboxTransport, demo_credentials
 
 USER_AGENT = "audit_assets/0.1"
@@ -40,12 +40,12 @@ class AdPlatformResource(dg.ConfigurableResource):
     def open(self, log: logging.Logger) -> Iterator[tuple[AudienceClient, ApiSession]]:
         """One keep-alive HTTP client for one snapshot, closed when the snapshot is done."""
         platform = PLATFORMS[self.platform]
-        transport = SandboxTransport() if is_sandbox_url(self.base_url) else None
         with httpx.Client(
             auth=platform.auth(self.credentials),
             timeout=httpx.Timeout(self.http_timeout_seconds, connect=min(10.0, self.http_timeout_seconds)),
             headers={"user-agent": USER_AGENT},
-            transport=transport,
+            # Hosts under sandbox.invalid never resolve; the built-in emulators answer them in-process.
+            mounts={f"all://*.{SANDBOX_DOMAIN}": SandboxTransport()},
             follow_redirects=False,
         ) as client:
             session = ApiSession(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from audit_assets.assets import GROUP
+from audit_assets.catalog import GROUP
 from audit_assets.config import ScheduleConfig
 
 JOB_NAME = "audience_size_report"

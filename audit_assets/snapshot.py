@@ -196,6 +196,7 @@ def take_snapshot(
             f"{platform.title} {identity.destination_id}: {len(accounts)} active ad account(s) to snapshot"
         )
         for account in accounts:
+            label = f"{account.id} ({account.name})" if account.name else account.id
             count = 0
             for page_number, page in enumerate(client.audience_pages(account), start=1):
                 for audience in page:
@@ -228,7 +229,7 @@ def take_snapshot(
                     spooler.add(row)
                 count += len(page)
                 log.info(
-                    f"{platform.title} account {account.id}: page {page_number}, {len(page)} audiences "
+                    f"{platform.title} account {label}: page {page_number}, {len(page)} audiences "
                     f"({count} so far)"
                 )
             by_account[account.id] = count

@@ -301,7 +301,7 @@ def test_page_size_above_platform_maximum_is_rejected() -> None:
     message = rejection(with_destination(page_size=501))
 
     assert "destinations[0]" in message
-    assert "page_size 501" in message
+    assert "page_size: 501" in message
     assert "500" in message
 
 
@@ -490,3 +490,14 @@ def test_sandbox_host_must_be_the_one_of_the_destination_type() -> None:
 def test_unquoted_numeric_id_gets_a_hint_to_quote_it() -> None:
     message = rejection(with_destination(id=48213))
     assert "destinations[0].id" in message and "quote it" in message
+
+
+def test_plain_http_is_refused_except_to_this_machine() -> None:
+    assert "must use https://" in rejection(with_destination(base_url="http://graph.facebook.com"))
+    assert parse_config(with_destination(base_url="http://127.0.0.1:8080"), "test.yaml").destinations
+
+
+def test_token_url_is_refused_for_a_platform_without_oauth() -> None:
+    assert "token_url: Meta has no OAuth token endpoint" in rejection(
+        with_destination(token_url="https://example.com/token")
+    )

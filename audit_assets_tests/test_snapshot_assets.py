@@ -223,3 +223,15 @@ def test_allow_list_matching_no_active_account_fails_instead_of_writing_nothing(
     result = workspace.run(workspace.config([sandbox_meta(ad_account_ids=["999"])]))
     assert not result.success
     assert "none of ad_account_ids" in failure_messages(result)
+
+
+def test_throttle_beyond_the_cap_fails_the_run_with_nothing_written(
+    workspace: Workspace, meta_server
+) -> None:
+    _, dest = meta_server(
+        faults=Faults().add(FaultKind.THROTTLE, wait_minutes=90, path_contains="act_1000000002")
+    )
+    result = workspace.run(workspace.config([dest]))
+    assert not result.success
+    assert "max_throttle_wait_seconds" in failure_messages(result)
+    assert not workspace.table_exists("meta_served_meta_audiences")  # the first account's rows neither

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dagster as dg
+import duckdb
 
+from audit_assets.columns import Column, ColumnType
 from audit_assets.platforms import PLATFORMS
 from audit_assets.views import V1_NAME, V1Mapping, ViewDefinition, ViewSource
 from audit_assets.warehouse import sql
@@ -95,5 +97,20 @@ def test_a_new_platform_contributes_only_a_mapping() -> None:
         ),
     )
     assert "CASE WHEN members IN (-1, -2) THEN NULL ELSE members END" in statement
-    assert "FROM hightouch_audit.other_x1_audiences" in statement
-    assert statement.count("UNION ALL") == 1
+    with duckdb.connect() as conn:  # and the statement really runs, unioning both shapes
+        conn.execute("CREATE SCHEMA hightouch_audit")
+        other = (*PLATFORMS["meta"].columns[:8], *(Column(n, ColumnType.STRING) for n in ("segment_id", "title")),
+                 Column("members", ColumnType.INTEGER))  # fmt: skip
+        conn.execute(sql.create_table(DUCKDB, "hightouch_audit", "other_x1_audiences", other))
+        conn.execute(
+            sql.create_table(DUCKDB, "hightouch_audit", "meta_y_audiences", PLATFORMS["meta"].columns)
+        )
+        conn.execute(
+            "INSERT INTO hightouch_audit.other_x1_audiences (ht_ad_account_id, segment_id, title, members) "
+            "VALUES ('9', 's1', 'One', -2), ('9', 's2', 'Two', 42)"
+        )
+        conn.execute(statement)
+        rows = conn.execute(
+            f"SELECT audience_id, audience_name, audience_size FROM {VIEW} ORDER BY 1"
+        ).fetchall()
+    assert rows == [("s1", "One", None), ("s2", "Two", 42)]

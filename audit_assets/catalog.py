@@ -1,0 +1,38 @@
+"""What things are called in the Dagster catalog and the warehouse: keys, resource keys, metadata."""
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from audit_assets.columns import Column
+from audit_assets.config import AuditConfig, DestinationConfig
+from audit_assets.views import V1_NAME
+
+SCHEMA = "hightouch_audit"
+GROUP = "hightouch_audit"
+
+
+def destination_key(dest: DestinationConfig) -> dg.AssetKey:
+    return dg.AssetKey([SCHEMA, dest.table])
+
+
+def view_key(config: AuditConfig, warehouse: str) -> dg.AssetKey:
+    # The first warehouse's view keeps the plain key, so adding a warehouse renames nothing; each other
+    # warehouse's view is keyed under its name. Destination keys never depend on warehouses.
+    if warehouse == next(iter(config.warehouses)):
+        return dg.AssetKey([SCHEMA, V1_NAME])
+    return dg.AssetKey([SCHEMA, warehouse, V1_NAME])
+
+
+def io_manager_key(warehouse: str) -> str:
+    return f"warehouse_{warehouse}"
+
+
+def client_resource_key(dest: DestinationConfig) -> str:
+    return f"{dest.type}_{dest.id}_client".lower()
+
+
+def table_schema(columns: Sequence[Column]) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(c.name, c.type.value, description=c.description or None) for c in columns]
+    )
