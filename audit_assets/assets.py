@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext
 
 from audit_assets.catalog import (
     GROUP,
+    HIGHTOUCH_RESOURCE_KEY,
     SCHEMA,
     client_resource_key,
     destination_key,
@@ -25,7 +26,7 @@ from audit_assets.platforms.base import (
     ThrottleCapExceeded,
 )
 from audit_assets.platforms.http import ApiSession
-from audit_assets.resources import AdPlatformResource
+from audit_assets.resources import AdPlatformResource, HightouchResource
 from audit_assets.snapshot import (
     PartitionRefused,
     Snapshot,
@@ -96,13 +97,13 @@ def build_destination_asset(
     resource_key = client_resource_key(dest)
     policy = config.snapshots
     allow_list = dest.account_allow_list
-    sync_ids = dict(dest.sync_ids)
+    resolve_sync_ids = config.hightouch is not None
 
     @dg.asset(
         **spec,
         partitions_def=partitions,
         io_manager_key=io_manager_key(config.warehouse_name_for(dest)),
-        required_resource_keys={resource_key},
+        required_resource_keys={resource_key, *([HIGHTOUCH_RESOURCE_KEY] if resolve_sync_ids else [])},
         pool=f"audit_assets_{dest.type}",
         # Exhausted 5xx/connection retries and warehouse lock timeouts may heal; bad answers do not.
         retry_policy=dg.RetryPolicy(
@@ -136,6 +137,9 @@ def build_destination_asset(
             destination=dest.type,
             destination_id=dest.id,
         )
+        sync_ids, from_hightouch = (
+            _sync_ids(context, dest) if resolve_sync_ids else (dict(dest.sync_ids), None)
+        )
         resource: AdPlatformResource = getattr(context.resources, resource_key)
         try:
             with resource.open(context.log) as (client, session):
@@ -156,14 +160,32 @@ def build_destination_asset(
                 ),
             ) from None
         try:
-            yield from _report(snapshot, session, platform.title)
+            yield from _report(snapshot, session, platform.title, from_hightouch)
         finally:
             snapshot.discard()  # the IO manager discards after writing; this covers a failed connect
 
     return snapshot_asset
 
 
-def _report(snapshot: Snapshot, session: ApiSession, title: str) -> Iterator[dg.Output | dg.AssetCheckResult]:
+def _sync_ids(context: AssetExecutionContext, dest: DestinationConfig) -> tuple[dict[str, str], int | None]:
+    """Sync ids from Hightouch, overridden by the configured ``sync_ids``; how many Hightouch gave.
+
+    ht_sync_id enriches a snapshot; it is not worth losing the day's sizes for. When Hightouch cannot
+    answer, the snapshot goes on with the configured ids alone and says so (None) in its metadata.
+    """
+    hightouch: HightouchResource = getattr(context.resources, HIGHTOUCH_RESOURCE_KEY)
+    try:
+        with hightouch.open(context.log) as client:
+            found = client.sync_ids_for(dest.id)
+    except PlatformError as exc:
+        context.log.warning(f"{exc}\nht_sync_id comes only from the configured sync_ids in this snapshot.")
+        return dict(dest.sync_ids), None
+    return {**found, **dest.sync_ids}, len(found)
+
+
+def _report(
+    snapshot: Snapshot, session: ApiSession, title: str, from_hightouch: int | None
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """The snapshot as the asset's output (written by the IO manager), then the API-fields check."""
     unknown = sorted(snapshot.drift_fields)
     yield dg.Output(
@@ -176,6 +198,7 @@ def _report(snapshot: Snapshot, session: ApiSession, title: str) -> Iterator[dg.
             "ad_accounts_not_found": dg.MetadataValue.json(list(snapshot.accounts_not_found)),
             "unknown_api_fields": dg.MetadataValue.json(unknown),
             "api_requests": session.requests_sent,
+            "sync_ids_from_hightouch": from_hightouch,
             "throttle_wait_seconds": round(session.throttle_waited_seconds, 3),
         },
     )

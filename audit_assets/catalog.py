@@ -24,6 +24,9 @@ def view_key(config: AuditConfig, warehouse: str) -> dg.AssetKey:
     return dg.AssetKey([SCHEMA, warehouse, V1_NAME])
 
 
+HIGHTOUCH_RESOURCE_KEY = "hightouch"
+
+
 def io_manager_key(warehouse: str) -> str:
     return f"warehouse_{warehouse}"
 

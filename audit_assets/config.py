@@ -33,6 +33,27 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message names every offending field."""
 
 
+def _literal_secret_problem(name: str, value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        return None
+    return (
+        f"{name} is a literal value; give every secret as {{env: VAR_NAME}} so it stays out of the "
+        "configuration (the value is not shown here)"
+    )
+
+
+def _check_url(value: str | None) -> str | None:
+    """Credentials travel with every request: plain http only to this machine (a local emulator)."""
+    if value is not None and value.startswith("http://"):
+        host = httpx.URL(value).host
+        if not (host == "localhost" or host == "::1" or host.startswith("127.")):
+            raise ValueError("must use https:// (plain http:// is only for 127.0.0.1 or localhost)")
+    return value
+
+
+HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s?#]+$")]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -80,8 +101,8 @@ class DestinationConfig(_Strict):
     warehouse: str | None = None
     ad_account_ids: list[Annotated[str, StringConstraints(min_length=1)]] | None = None
     sync_ids: dict[str, str] = Field(default_factory=dict)
-    base_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s?#]+$")] | None = None
-    token_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s?#]+$")] | None = None
+    base_url: HttpUrl | None = None
+    token_url: HttpUrl | None = None
     page_size: int | None = Field(default=None, ge=1)
     description: str | None = None
     owners: list[str] = Field(default_factory=list)
@@ -98,12 +119,7 @@ class DestinationConfig(_Strict):
     @field_validator("base_url", "token_url")
     @classmethod
     def _encrypted_unless_local(cls, value: str | None) -> str | None:
-        """Credentials travel with every request: plain http only to this machine (a local emulator)."""
-        if value is not None and value.startswith("http://"):
-            host = httpx.URL(value).host
-            if not (host == "localhost" or host == "::1" or host.startswith("127.")):
-                raise ValueError("must use https:// (plain http:// is only for 127.0.0.1 or localhost)")
-        return value
+        return _check_url(value)
 
     @field_validator("credentials", mode="before")
     @classmethod
@@ -111,11 +127,9 @@ class DestinationConfig(_Strict):
         if not isinstance(value, Mapping):
             return value
         for key, item in value.items():
-            if not isinstance(item, Mapping):
-                raise ValueError(
-                    f"{key} is a literal value; give every secret as {{env: VAR_NAME}} so it stays out of "
-                    "the configuration (the value is not shown here)"
-                )
+            problem = _literal_secret_problem(key, item)
+            if problem:
+                raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -161,10 +175,45 @@ def _strip_prefixes(account_id: str, prefixes: tuple[str, ...]) -> str:
     return account_id
 
 
+class HightouchConfig(_Strict):
+    """Where to look up which Hightouch sync manages each audience (ht_sync_id)."""
+
+    api_key: SecretRef | None = None
+    base_url: HttpUrl = "https://api.hightouch.com/api/v1"
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _no_literal_key(cls, value: Any) -> Any:
+        problem = None if value is None else _literal_secret_problem("api_key", value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _encrypted_unless_local(cls, value: str) -> str | None:
+        return _check_url(value)
+
+    @model_validator(mode="after")
+    def _key_unless_sandbox(self) -> HightouchConfig:
+        if self.uses_sandbox:
+            if httpx.URL(self.base_url).host != f"hightouch.{SANDBOX_DOMAIN}":
+                raise ValueError(
+                    f"base_url: the built-in Hightouch sandbox is https://hightouch.{SANDBOX_DOMAIN}/api/v1"
+                )
+        elif self.api_key is None:
+            raise ValueError("api_key: required, as {env: VAR_NAME}")
+        return self
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return is_sandbox_url(self.base_url)
+
+
 class AuditConfig(_Strict):
     start_date: dt.date
     warehouses: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], DuckDbWarehouse]
-    hightouch: dict[str, Any] | None = None
+    hightouch: HightouchConfig | None = None
     snapshots: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     destinations: list[DestinationConfig] = Field(default_factory=list)
@@ -178,16 +227,6 @@ class AuditConfig(_Strict):
                 if kind != "duckdb":
                     raise ValueError(f"{name}.type: unsupported warehouse type {kind!r}; expected 'duckdb'")
         return value
-
-    @field_validator("hightouch")
-    @classmethod
-    def _hightouch_not_available(cls, value: dict[str, Any] | None) -> None:
-        if value is not None:
-            raise ValueError(
-                "resolving ht_sync_id through the Hightouch API is not available in this version; "
-                "map audiences to syncs with destinations[].sync_ids"
-            )
-        return None
 
     @model_validator(mode="after")
     def _consistent(self) -> AuditConfig:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from audit_assets.assets import build_destination_asset
-from audit_assets.catalog import client_resource_key, io_manager_key
+from audit_assets.catalog import HIGHTOUCH_RESOURCE_KEY, client_resource_key, io_manager_key
 from audit_assets.config import AuditConfig, load_config
-from audit_assets.resources import build_resource
+from audit_assets.resources import build_hightouch_resource, build_resource
 from audit_assets.schedules import build_job, build_schedule
 from audit_assets.view_asset import build_view_asset
 from audit_assets.warehouse.duckdb import AuditDuckDBIOManager
@@ -23,6 +23,8 @@ def build_definitions(config: AuditConfig) -> dg.Definitions:
     resources |= {
         client_resource_key(d): build_resource(d, config.snapshots) for d in config.destinations if d.enabled
     }
+    if config.hightouch is not None:
+        resources[HIGHTOUCH_RESOURCE_KEY] = build_hightouch_resource(config.hightouch, config.snapshots)
     job = build_job()
     schedules = [build_schedule(job, config.schedule)] if any(d.enabled for d in config.destinations) else []
     return dg.Definitions(

@@ -1,4 +1,4 @@
-"""The Dagster resource of one destination: its settings, and a platform client opened per snapshot."""
+"""Dagster resources for the APIs we call: one per destination, and Hightouch's; a client per snapshot."""
 
 from __future__ import annotations
 
@@ -9,17 +9,54 @@ from contextlib import contextmanager
 import dagster as dg
 import httpx
 
-from audit_assets.config import DestinationConfig, SnapshotPolicy
+from audit_assets import hightouch
+from audit_assets.config import DestinationConfig, HightouchConfig, SnapshotPolicy
+from audit_assets.hightouch import HightouchClient
 from audit_assets.platforms import PLATFORMS
 from audit_assets.platforms.base import AudienceClient, ClientSettings
-from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
+from audit_assets.platforms.http import ApiSession, BearerAuth, Classifier, Redactor, RetrySettings
 from audit_assets.sandbox import SANDBOX_DOMAIN
 from audit_assets.sandbox.transport import SandboxTransport, demo_credentials
 
 USER_AGENT = "audit_assets/0.1"
 
 
-class AdPlatformResource(dg.ConfigurableResource):
+class _HttpResource(dg.ConfigurableResource):
+    """HTTP settings shared by every API this code location calls, and the session built from them."""
+
+    http_timeout_seconds: float
+    max_retries: int
+    retry_base_delay_seconds: float
+    max_throttle_wait_seconds: float
+
+    @contextmanager
+    def _session(
+        self, *, title: str, auth: httpx.Auth, classify: Classifier, secrets: list[str], log: logging.Logger
+    ) -> Iterator[ApiSession]:
+        """One keep-alive HTTP client, closed on exit."""
+        with httpx.Client(
+            auth=auth,
+            timeout=httpx.Timeout(self.http_timeout_seconds, connect=min(10.0, self.http_timeout_seconds)),
+            headers={"user-agent": USER_AGENT},
+            # Hosts under sandbox.invalid never resolve; the built-in emulators answer them in-process.
+            mounts={f"all://*.{SANDBOX_DOMAIN}": SandboxTransport()},
+            follow_redirects=False,
+        ) as client:
+            yield ApiSession(
+                client=client,
+                platform_title=title,
+                classify=classify,
+                settings=RetrySettings(
+                    max_retries=self.max_retries,
+                    base_delay_seconds=self.retry_base_delay_seconds,
+                    max_throttle_wait_seconds=self.max_throttle_wait_seconds,
+                ),
+                redact=Redactor(secrets),
+                log=log,
+            )
+
+
+class AdPlatformResource(_HttpResource):
     """Connection settings and credentials of one destination.
 
     Credentials arrive as Dagster ``EnvVar``s, resolved when a run starts: the UI and the event log
@@ -31,35 +68,18 @@ class AdPlatformResource(dg.ConfigurableResource):
     token_url: str | None = None
     page_size: int
     credentials: dict[str, str]
-    http_timeout_seconds: float
-    max_retries: int
-    retry_base_delay_seconds: float
-    max_throttle_wait_seconds: float
 
     @contextmanager
     def open(self, log: logging.Logger) -> Iterator[tuple[AudienceClient, ApiSession]]:
-        """One keep-alive HTTP client for one snapshot, closed when the snapshot is done."""
+        """A platform client for one snapshot, on its own keep-alive HTTP client."""
         platform = PLATFORMS[self.platform]
-        with httpx.Client(
+        with self._session(
+            title=platform.title,
             auth=platform.auth(self.credentials),
-            timeout=httpx.Timeout(self.http_timeout_seconds, connect=min(10.0, self.http_timeout_seconds)),
-            headers={"user-agent": USER_AGENT},
-            # Hosts under sandbox.invalid never resolve; the built-in emulators answer them in-process.
-            mounts={f"all://*.{SANDBOX_DOMAIN}": SandboxTransport()},
-            follow_redirects=False,
-        ) as client:
-            session = ApiSession(
-                client=client,
-                platform_title=platform.title,
-                classify=platform.classify,
-                settings=RetrySettings(
-                    max_retries=self.max_retries,
-                    base_delay_seconds=self.retry_base_delay_seconds,
-                    max_throttle_wait_seconds=self.max_throttle_wait_seconds,
-                ),
-                redact=Redactor(list(self.credentials.values())),
-                log=log,
-            )
+            classify=platform.classify,
+            secrets=list(self.credentials.values()),
+            log=log,
+        ) as session:
             settings = ClientSettings(
                 base_url=self.base_url,
                 token_url=self.token_url or platform.default_token_url,
@@ -67,6 +87,40 @@ class AdPlatformResource(dg.ConfigurableResource):
                 page_size=self.page_size,
             )
             yield platform.connect(settings, session), session
+
+
+class HightouchResource(_HttpResource):
+    """Hightouch's API, to resolve which sync manages each audience."""
+
+    api_key: str
+    base_url: str
+
+    @contextmanager
+    def open(self, log: logging.Logger) -> Iterator[HightouchClient]:
+        with self._session(
+            title="Hightouch",
+            auth=BearerAuth(self.api_key),
+            classify=hightouch.classify,
+            secrets=[self.api_key],
+            log=log,
+        ) as session:
+            yield HightouchClient(self.base_url, session)
+
+
+def _http_settings(policy: SnapshotPolicy) -> dict[str, float | int]:
+    return {
+        "http_timeout_seconds": policy.http_timeout_seconds,
+        "max_retries": policy.max_retries,
+        "retry_base_delay_seconds": policy.retry_base_delay_seconds,
+        "max_throttle_wait_seconds": policy.max_throttle_wait_seconds,
+    }
+
+
+def build_hightouch_resource(config: HightouchConfig, policy: SnapshotPolicy) -> HightouchResource:
+    api_key = (
+        dg.EnvVar(config.api_key.env) if config.api_key else demo_credentials(config.base_url)["api_key"]
+    )
+    return HightouchResource(api_key=api_key, base_url=config.base_url, **_http_settings(policy))
 
 
 def build_resource(dest: DestinationConfig, policy: SnapshotPolicy) -> AdPlatformResource:
@@ -83,8 +137,5 @@ def build_resource(dest: DestinationConfig, policy: SnapshotPolicy) -> AdPlatfor
         token_url=dest.token_url,
         page_size=dest.page_size or platform.default_page_size,
         credentials=credentials,
-        http_timeout_seconds=policy.http_timeout_seconds,
-        max_retries=policy.max_retries,
-        retry_base_delay_seconds=policy.retry_base_delay_seconds,
-        max_throttle_wait_seconds=policy.max_throttle_wait_seconds,
+        **_http_settings(policy),
     )

@@ -357,13 +357,14 @@ def test_no_warehouse_is_rejected() -> None:
     assert "at least one warehouse" in rejection(document(warehouses={}))
 
 
-def test_hightouch_block_is_rejected_with_the_alternative() -> None:
-    """Hightouch API resolution is not available; the message says what to use instead."""
-    message = rejection(document(hightouch={"api_key": {"env": "HIGHTOUCH_API_KEY"}}))
-
-    assert "hightouch" in message
-    assert "not available" in message
-    assert "sync_ids" in message
+def test_hightouch_block_of_the_design_loads() -> None:
+    config = parse_config(document(hightouch={"api_key": {"env": "HIGHTOUCH_API_KEY"}}), "test.yaml")
+    assert config.hightouch is not None
+    assert config.hightouch.api_key.env == "HIGHTOUCH_API_KEY"
+    assert config.hightouch.base_url == "https://api.hightouch.com/api/v1"
+    assert "must use https://" in rejection(
+        document(hightouch={"base_url": "http://api.hightouch.com/api/v1"})
+    )
 
 
 # --- load_config: files, YAML errors, the environment variable, the packaged default -------------------

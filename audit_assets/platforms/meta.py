@@ -23,7 +23,15 @@ from audit_assets.platforms.base import (
     Platform,
     require_mapping,
 )
-from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Throttled, Transient, Verdict
+from audit_assets.platforms.http import (
+    ApiSession,
+    AuthFailed,
+    BearerAuth,
+    Fatal,
+    Throttled,
+    Transient,
+    Verdict,
+)
 from audit_assets.views import V1Mapping
 
 GRAPH_API_VERSION = "v25.0"
@@ -131,17 +139,6 @@ def _regain_access_seconds(headers: httpx.Headers) -> float | None:
     return max(known) * 60.0 if known else None
 
 
-class _BearerToken(httpx.Auth):
-    """Sends the token in the Authorization header, so it never appears in a URL."""
-
-    def __init__(self, token: str) -> None:
-        self._header = f"Bearer {token}"
-
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
-        request.headers["Authorization"] = self._header
-        yield request
-
-
 class MetaClient:
     def __init__(self, settings: ClientSettings, session: ApiSession) -> None:
         self._settings = settings
@@ -209,7 +206,7 @@ def connect(settings: ClientSettings, session: ApiSession) -> MetaClient:
 
 
 def auth(credentials: Mapping[str, str]) -> httpx.Auth:
-    return _BearerToken(credentials["access_token"])
+    return BearerAuth(credentials["access_token"])
 
 
 PLATFORM = Platform(

@@ -195,7 +195,7 @@ class MetaGraphSandbox(Emulator):
 
     @staticmethod
     def _audience(account: SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
-        audience_id = f"2385{account.id[-4:]}{index:09d}"
+        audience_id = audience_id_of(account.id, index)
         name = audience_name(account.id, index)
         lookalike = name.startswith("Lookalike")
         created = 1_700_000_000 + stable_int(audience_id, "created") % 40_000_000
@@ -233,6 +233,11 @@ class MetaGraphSandbox(Emulator):
                 audience["customer_file_source"] = "USER_PROVIDED_ONLY"
                 audience["time_content_updated"] = audience["time_updated"]
         return audience
+
+
+def audience_id_of(account_id: str, index: int) -> str:
+    """The id the sandbox gives the index-th custom audience of an account."""
+    return f"2385{account_id[-4:]}{index:09d}"
 
 
 def _requested_fields(request: httpx.Request) -> set[str]:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 import httpx
 
 from audit_assets.sandbox import SANDBOX_DOMAIN
+from audit_assets.sandbox.hightouch import DEMO_CREDENTIALS as HIGHTOUCH_DEMO_CREDENTIALS
+from audit_assets.sandbox.hightouch import HightouchSandbox
 from audit_assets.sandbox.meta import DEMO_CREDENTIALS as META_DEMO_CREDENTIALS
 from audit_assets.sandbox.meta import MetaGraphSandbox
 from audit_assets.sandbox.world import Emulator
@@ -14,6 +16,7 @@ from audit_assets.sandbox.world import Emulator
 # One line per platform: host label -> (emulator factory, demo credentials it accepts).
 EMULATORS: dict[str, tuple[Callable[[], Emulator], Mapping[str, str]]] = {
     "meta": (MetaGraphSandbox, META_DEMO_CREDENTIALS),
+    "hightouch": (HightouchSandbox, HIGHTOUCH_DEMO_CREDENTIALS),
 }
 
 
