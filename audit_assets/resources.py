@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import dagster as dg
@@ -13,7 +13,7 @@ from audit_assets import hightouch
 from audit_assets.config import DestinationConfig, HightouchConfig, SnapshotPolicy
 from audit_assets.hightouch import HightouchClient
 from audit_assets.platforms import PLATFORMS
-from audit_assets.platforms.base import AudienceClient, ClientSettings
+from audit_assets.platforms.base import AudienceClient, AuthContext, ClientSettings
 from audit_assets.platforms.http import ApiSession, BearerAuth, Classifier, Redactor, RetrySettings
 from audit_assets.sandbox import SANDBOX_DOMAIN
 from audit_assets.sandbox.transport import SandboxTransport, demo_credentials
@@ -31,11 +31,18 @@ class _HttpResource(dg.ConfigurableResource):
 
     @contextmanager
     def _session(
-        self, *, title: str, auth: httpx.Auth, classify: Classifier, secrets: list[str], log: logging.Logger
+        self,
+        *,
+        title: str,
+        make_auth: Callable[[Redactor], httpx.Auth],
+        classify: Classifier,
+        secrets: list[str],
+        log: logging.Logger,
     ) -> Iterator[ApiSession]:
         """One keep-alive HTTP client, closed on exit."""
+        redact = Redactor(secrets)
         with httpx.Client(
-            auth=auth,
+            auth=make_auth(redact),
             timeout=httpx.Timeout(self.http_timeout_seconds, connect=min(10.0, self.http_timeout_seconds)),
             headers={"user-agent": USER_AGENT},
             # Hosts under sandbox.invalid never resolve; the built-in emulators answer them in-process.
@@ -51,7 +58,7 @@ class _HttpResource(dg.ConfigurableResource):
                     base_delay_seconds=self.retry_base_delay_seconds,
                     max_throttle_wait_seconds=self.max_throttle_wait_seconds,
                 ),
-                redact=Redactor(secrets),
+                redact=redact,
                 log=log,
             )
 
@@ -75,7 +82,9 @@ class AdPlatformResource(_HttpResource):
         platform = PLATFORMS[self.platform]
         with self._session(
             title=platform.title,
-            auth=platform.auth(self.credentials),
+            make_auth=lambda redact: platform.auth(
+                AuthContext(self.credentials, self.token_url or platform.default_token_url, redact.add)
+            ),
             classify=platform.classify,
             secrets=list(self.credentials.values()),
             log=log,
@@ -99,7 +108,7 @@ class HightouchResource(_HttpResource):
     def open(self, log: logging.Logger) -> Iterator[HightouchClient]:
         with self._session(
             title="Hightouch",
-            auth=BearerAuth(self.api_key),
+            make_auth=lambda _: BearerAuth(self.api_key),
             classify=hightouch.classify,
             secrets=[self.api_key],
             log=log,

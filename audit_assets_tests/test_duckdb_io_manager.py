@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from audit_assets.platforms import meta
-from audit_assets.platforms.base import ClientSettings
+from audit_assets.platforms.base import AuthContext, ClientSettings
 from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
 from audit_assets.sandbox.meta import DEMO_CREDENTIALS
 from audit_assets.sandbox.transport import SandboxTransport
@@ -25,7 +25,9 @@ LOG = logging.getLogger("test")
 
 def spool(snapshot_id: str = "snap-1") -> Snapshot:
     """A real snapshot of the in-process Meta sandbox, spooled to Parquet."""
-    with httpx.Client(transport=SandboxTransport(), auth=meta.auth(DEMO_CREDENTIALS)) as client:
+    with httpx.Client(
+        transport=SandboxTransport(), auth=meta.auth(AuthContext(DEMO_CREDENTIALS, None, lambda _: None))
+    ) as client:
         session = ApiSession(
             client=client,
             platform_title="Meta",

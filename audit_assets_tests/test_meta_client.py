@@ -22,6 +22,7 @@ import pytest
 from audit_assets.platforms import meta
 from audit_assets.platforms.base import (
     AdAccount,
+    AuthContext,
     AuthError,
     BadResponse,
     ClientSettings,
@@ -82,7 +83,11 @@ def connect() -> Iterator[Connect]:
     ) -> Harness:
         transport = SandboxTransport({"meta": emulator}) if emulator is not None else None
         # trust_env=False: a proxy in the environment must not intercept the 127.0.0.1 server tests.
-        http = httpx.Client(transport=transport, auth=meta.auth({"access_token": token}), trust_env=False)
+        http = httpx.Client(
+            transport=transport,
+            auth=meta.auth(AuthContext({"access_token": token}, None, lambda _: None)),
+            trust_env=False,
+        )
         opened.append(http)
         sleeps: list[float] = []
         session = ApiSession(

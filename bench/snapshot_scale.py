@@ -31,11 +31,13 @@ ACCOUNTS = 4
 def _client(url: str, page_size: int) -> tuple[httpx.Client, MetaClient]:
 
     from audit_assets.platforms import meta
-    from audit_assets.platforms.base import ClientSettings
+    from audit_assets.platforms.base import AuthContext, ClientSettings
     from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
     from audit_assets.sandbox.meta import DEMO_CREDENTIALS
 
-    http = httpx.Client(auth=meta.auth(DEMO_CREDENTIALS), trust_env=False, timeout=60)
+    http = httpx.Client(
+        auth=meta.auth(AuthContext(DEMO_CREDENTIALS, None, lambda _: None)), trust_env=False, timeout=60
+    )
     session = ApiSession(
         client=http, platform_title="Meta", classify=meta.classify, settings=RetrySettings(),
         redact=Redactor([]), log=logging.getLogger("bench"),

@@ -33,6 +33,10 @@ class AccountsNotFound(PlatformError):
     """None of the allow-listed ad accounts is active for these credentials."""
 
 
+class TokenEndpointUnavailable(PlatformError):
+    """An OAuth token endpoint failed transiently (5xx, 429); the shared HTTP policy retries."""
+
+
 class BadResponse(PlatformError):
     """The platform answered with something that is not what its API documents."""
 
@@ -51,6 +55,15 @@ class ClientSettings:
     token_url: str | None
     credentials: Mapping[str, str]
     page_size: int
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """What a platform needs to build its httpx auth: secrets resolved, and where to report new ones."""
+
+    credentials: Mapping[str, str]
+    token_url: str | None
+    remember_secret: Callable[[str], None]  # every token obtained at run time must be redacted too
 
 
 class AudienceClient(Protocol):
@@ -76,7 +89,7 @@ class Platform:
     default_page_size: int
     max_page_size: int
     connect: Callable[[ClientSettings, ApiSession], AudienceClient]
-    auth: Callable[[Mapping[str, str]], httpx.Auth]  # how credentials travel (headers, signing, refresh)
+    auth: Callable[[AuthContext], httpx.Auth]  # how credentials travel (headers, signing, refresh)
     classify: Classifier  # the platform's own throttle, auth and error signals
     default_token_url: str | None = None
     account_id_prefixes: tuple[str, ...] = ()  # stripped from configured ad_account_ids

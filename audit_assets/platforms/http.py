@@ -16,7 +16,13 @@ from typing import Any
 
 import httpx
 
-from audit_assets.platforms.base import AuthError, BadResponse, PlatformError, ThrottleCapExceeded
+from audit_assets.platforms.base import (
+    AuthError,
+    BadResponse,
+    PlatformError,
+    ThrottleCapExceeded,
+    TokenEndpointUnavailable,
+)
 
 REDACTED = "[redacted]"
 
@@ -65,6 +71,11 @@ class Redactor:
     def __init__(self, secrets: Sequence[str]) -> None:
         # Longest first, so a secret containing another is replaced whole.
         self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def add(self, secret: str) -> None:
+        """Also redact a secret obtained at run time (a refreshed access token)."""
+        if secret and len(secret) >= 4 and secret not in self._secrets:
+            self._secrets = sorted({*self._secrets, secret}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
@@ -133,7 +144,7 @@ class ApiSession:
             self.requests_sent += 1
             try:
                 response = self._client.request(method, url, params=params, json=json_body, headers=headers)
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, TokenEndpointUnavailable) as exc:
                 failures = self._retry_or_raise(failures, f"{type(exc).__name__}: {exc}", what)
                 continue
             body, parse_error = _parse_json(response)

@@ -18,6 +18,7 @@ from audit_assets.columns import ColumnType as T
 from audit_assets.platforms.base import (
     AdAccount,
     Audience,
+    AuthContext,
     BadResponse,
     ClientSettings,
     Platform,
@@ -205,8 +206,8 @@ def connect(settings: ClientSettings, session: ApiSession) -> MetaClient:
     return MetaClient(settings, session)
 
 
-def auth(credentials: Mapping[str, str]) -> httpx.Auth:
-    return BearerAuth(credentials["access_token"])
+def auth(context: AuthContext) -> httpx.Auth:
+    return BearerAuth(context.credentials["access_token"])
 
 
 PLATFORM = Platform(
