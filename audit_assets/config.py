@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from audit_assets.platforms import PLATFORMS
-from audit_assets.sandbox import SANDBOX_DOMAIN, is_sandbox_url
+from audit_assets.sandbox import is_sandbox_url, sandbox_host
 
 CONFIG_ENV_VAR = "AUDIT_ASSETS_CONFIG"
 DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
@@ -142,7 +142,7 @@ class DestinationConfig(_Strict):
         if self.token_url is not None and platform.default_token_url is None:
             raise ValueError(f"token_url: {platform.title} has no OAuth token endpoint")
         if self.uses_sandbox:
-            expected = f"{self.type}.{SANDBOX_DOMAIN}"
+            expected = sandbox_host(self.type)
             if httpx.URL(self.base_url or "").host != expected:
                 raise ValueError(f"base_url: the built-in sandbox for {self.type} is https://{expected}")
             if not self.credentials:
@@ -197,9 +197,9 @@ class HightouchConfig(_Strict):
     @model_validator(mode="after")
     def _key_unless_sandbox(self) -> HightouchConfig:
         if self.uses_sandbox:
-            if httpx.URL(self.base_url).host != f"hightouch.{SANDBOX_DOMAIN}":
+            if httpx.URL(self.base_url).host != sandbox_host("hightouch"):
                 raise ValueError(
-                    f"base_url: the built-in Hightouch sandbox is https://hightouch.{SANDBOX_DOMAIN}/api/v1"
+                    f"base_url: the built-in Hightouch sandbox is https://{sandbox_host('hightouch')}/api/v1"
                 )
         elif self.api_key is None:
             raise ValueError("api_key: required, as {env: VAR_NAME}")

@@ -10,6 +10,11 @@ import httpx
 SANDBOX_DOMAIN = "sandbox.invalid"
 
 
+def sandbox_host(name: str) -> str:
+    """The in-process host of one emulator: ``google_ads`` -> ``google-ads.sandbox.invalid``."""
+    return f"{name.replace('_', '-')}.{SANDBOX_DOMAIN}"
+
+
 def is_sandbox_url(url: str) -> bool:
     host = httpx.URL(url).host
     return host == SANDBOX_DOMAIN or host.endswith(f".{SANDBOX_DOMAIN}")

@@ -13,7 +13,7 @@ from audit_assets.sandbox.meta import DEMO_CREDENTIALS as META_DEMO_CREDENTIALS
 from audit_assets.sandbox.meta import MetaGraphSandbox
 from audit_assets.sandbox.world import Emulator
 
-# One line per platform: host label -> (emulator factory, demo credentials it accepts).
+# One line per platform: host label (sandbox_host) -> (emulator factory, demo credentials it accepts).
 EMULATORS: dict[str, tuple[Callable[[], Emulator], Mapping[str, str]]] = {
     "meta": (MetaGraphSandbox, META_DEMO_CREDENTIALS),
     "hightouch": (HightouchSandbox, HIGHTOUCH_DEMO_CREDENTIALS),
@@ -27,7 +27,7 @@ class SandboxTransport(httpx.BaseTransport):
         self._emulators = dict(emulators) if emulators is not None else {}
 
     def emulator_for(self, host: str) -> Emulator:
-        label = host.removesuffix(f".{SANDBOX_DOMAIN}")
+        label = host.removesuffix(f".{SANDBOX_DOMAIN}").replace("-", "_")
         if label not in self._emulators:
             if label not in EMULATORS:
                 raise httpx.ConnectError(f"no sandbox emulator for host {host!r}")
@@ -45,7 +45,7 @@ class SandboxTransport(httpx.BaseTransport):
 
 def demo_credentials(base_url: str) -> Mapping[str, str]:
     """The public, non-secret credentials the sandbox emulator behind ``base_url`` accepts."""
-    label = httpx.URL(base_url).host.removesuffix(f".{SANDBOX_DOMAIN}")
+    label = httpx.URL(base_url).host.removesuffix(f".{SANDBOX_DOMAIN}").replace("-", "_")
     if label not in EMULATORS:
         raise ValueError(f"no sandbox emulator for {base_url!r}; known hosts: {sorted(EMULATORS)}")
     return EMULATORS[label][1]
