@@ -26,6 +26,10 @@ from audit_assets.platforms.base import (
 
 REDACTED = "[redacted]"
 
+# httpx logs every request's full URL at INFO. Some platforms require a credential in the query
+# (TikTok's app secret for advertiser discovery), so that log stays off; ApiSession names each call.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
 
 @dataclass(frozen=True)
 class Throttled:
