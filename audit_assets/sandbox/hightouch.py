@@ -84,3 +84,6 @@ class HightouchSandbox(Emulator):
         if fault.kind is FaultKind.THROTTLE:
             return httpx.Response(429, json={"message": "Too many requests"}, headers={"retry-after": "1"})
         return httpx.Response(500, json={"message": "Internal server error"})
+
+
+EMULATOR = HightouchSandbox

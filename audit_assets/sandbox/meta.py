@@ -266,3 +266,6 @@ def _position(request: httpx.Request) -> tuple[int, int, int]:
         return limit, int(offset), int(empties)
     except (ValueError, TypeError) as exc:
         raise ValueError("invalid cursor") from exc
+
+
+EMULATOR = MetaGraphSandbox

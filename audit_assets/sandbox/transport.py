@@ -1,23 +1,34 @@
-"""Routes requests for ``*.sandbox.invalid`` hosts to in-process platform emulators."""
+"""Routes requests for ``*.sandbox.invalid`` hosts to in-process platform emulators.
+
+Emulators are found by convention, so adding a platform needs no line here: the host
+``sandbox_host(name)`` is answered by module ``audit_assets.sandbox.<name>``, which exposes
+``EMULATOR`` (a factory taking no arguments) and ``DEMO_CREDENTIALS`` (public, non-secret values).
+``name`` is a registered platform slug, or ``hightouch``.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
+from types import ModuleType
 
 import httpx
 
+from audit_assets.platforms import PLATFORMS
 from audit_assets.sandbox import SANDBOX_DOMAIN
-from audit_assets.sandbox.hightouch import DEMO_CREDENTIALS as HIGHTOUCH_DEMO_CREDENTIALS
-from audit_assets.sandbox.hightouch import HightouchSandbox
-from audit_assets.sandbox.meta import DEMO_CREDENTIALS as META_DEMO_CREDENTIALS
-from audit_assets.sandbox.meta import MetaGraphSandbox
 from audit_assets.sandbox.world import Emulator
 
-# One line per platform: host label (sandbox_host) -> (emulator factory, demo credentials it accepts).
-EMULATORS: dict[str, tuple[Callable[[], Emulator], Mapping[str, str]]] = {
-    "meta": (MetaGraphSandbox, META_DEMO_CREDENTIALS),
-    "hightouch": (HightouchSandbox, HIGHTOUCH_DEMO_CREDENTIALS),
-}
+SERVICES = ("hightouch",)  # emulated APIs that are not ad platforms
+
+
+def _name_of(host: str) -> str:
+    return host.removesuffix(f".{SANDBOX_DOMAIN}").replace("-", "_")
+
+
+def _module(name: str) -> ModuleType:
+    if name not in PLATFORMS and name not in SERVICES:
+        raise LookupError(f"no sandbox emulator named {name!r}; known: {sorted([*PLATFORMS, *SERVICES])}")
+    return importlib.import_module(f"audit_assets.sandbox.{name}")
 
 
 class SandboxTransport(httpx.BaseTransport):
@@ -27,12 +38,14 @@ class SandboxTransport(httpx.BaseTransport):
         self._emulators = dict(emulators) if emulators is not None else {}
 
     def emulator_for(self, host: str) -> Emulator:
-        label = host.removesuffix(f".{SANDBOX_DOMAIN}").replace("-", "_")
-        if label not in self._emulators:
-            if label not in EMULATORS:
-                raise httpx.ConnectError(f"no sandbox emulator for host {host!r}")
-            self._emulators[label] = EMULATORS[label][0]()
-        return self._emulators[label]
+        name = _name_of(host)
+        if name not in self._emulators:
+            try:
+                factory: Callable[[], Emulator] = _module(name).EMULATOR
+            except LookupError as exc:
+                raise httpx.ConnectError(str(exc)) from None
+            self._emulators[name] = factory()
+        return self._emulators[name]
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()
@@ -45,7 +58,7 @@ class SandboxTransport(httpx.BaseTransport):
 
 def demo_credentials(base_url: str) -> Mapping[str, str]:
     """The public, non-secret credentials the sandbox emulator behind ``base_url`` accepts."""
-    label = httpx.URL(base_url).host.removesuffix(f".{SANDBOX_DOMAIN}").replace("-", "_")
-    if label not in EMULATORS:
-        raise ValueError(f"no sandbox emulator for {base_url!r}; known hosts: {sorted(EMULATORS)}")
-    return EMULATORS[label][1]
+    try:
+        return _module(_name_of(httpx.URL(base_url).host)).DEMO_CREDENTIALS
+    except LookupError as exc:
+        raise ValueError(str(exc)) from None
