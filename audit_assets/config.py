@@ -24,6 +24,7 @@ from audit_assets.platforms import PLATFORMS
 from audit_assets.sandbox import is_sandbox_url, sandbox_host
 
 CONFIG_ENV_VAR = "AUDIT_ASSETS_CONFIG"
+WAREHOUSE_TYPES = ("duckdb", "snowflake")
 DEFAULT_CONFIG_RESOURCE = "default_config.yaml"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -67,6 +68,40 @@ class SecretRef(_Strict):
 class DuckDbWarehouse(_Strict):
     type: Literal["duckdb"]
     path: str = Field(description="DuckDB file; a relative path is relative to the working directory.")
+
+
+SnowflakeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$")]
+
+
+class SnowflakeWarehouse(_Strict):
+    """A Snowflake database; tables go to its HIGHTOUCH_AUDIT schema (created if the role may)."""
+
+    type: Literal["snowflake"]
+    account: SecretRef | str
+    user: SecretRef | str
+    password: SecretRef | None = None
+    private_key: SecretRef | None = Field(default=None, description="PEM (or base64 of it), key-pair auth.")
+    private_key_password: SecretRef | None = None
+    database: SnowflakeName
+    warehouse: SnowflakeName | None = None
+    role: SnowflakeName | None = None
+
+    @field_validator("password", "private_key", "private_key_password", mode="before")
+    @classmethod
+    def _no_literal_secret(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        problem = None if value is None else _literal_secret_problem(str(info.field_name), value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> SnowflakeWarehouse:
+        if (self.password is None) == (self.private_key is None):
+            raise ValueError("give exactly one of password or private_key (each as {env: VAR_NAME})")
+        return self
+
+
+Warehouse = Annotated[DuckDbWarehouse | SnowflakeWarehouse, Field(discriminator="type")]
 
 
 class SnapshotPolicy(_Strict):
@@ -212,7 +247,7 @@ class HightouchConfig(_Strict):
 
 class AuditConfig(_Strict):
     start_date: dt.date
-    warehouses: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], DuckDbWarehouse]
+    warehouses: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Warehouse]
     hightouch: HightouchConfig | None = None
     snapshots: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
@@ -224,8 +259,10 @@ class AuditConfig(_Strict):
         if isinstance(value, Mapping):
             for name, item in value.items():
                 kind = item.get("type") if isinstance(item, Mapping) else None
-                if kind != "duckdb":
-                    raise ValueError(f"{name}.type: unsupported warehouse type {kind!r}; expected 'duckdb'")
+                if kind not in WAREHOUSE_TYPES:
+                    raise ValueError(
+                        f"{name}.type: unsupported warehouse type {kind!r}; expected one of {list(WAREHOUSE_TYPES)}"
+                    )
         return value
 
     @model_validator(mode="after")

@@ -339,18 +339,17 @@ def test_warehouse_is_required_when_two_are_configured() -> None:
 
 
 def test_unsupported_warehouse_type_is_rejected() -> None:
-    """Only DuckDB is available in this version; other engines are refused clearly."""
-    doc = document(
-        warehouses={"prod": {"type": "snowflake", "account": {"env": "SNOWFLAKE_ACCOUNT"}}},
-    )
+    message = rejection(document(warehouses={"prod": {"type": "bigquery"}}))
+    assert "prod.type" in message and "'bigquery'" in message and "snowflake" in message
 
-    message = rejection(doc)
 
-    assert "warehouses" in message
-    assert "prod.type" in message
-    assert "'snowflake'" in message
-    assert "duckdb" in message
-
+def test_snowflake_warehouse_needs_exactly_one_secret_way_in() -> None:
+    base = {"type": "snowflake", "account": {"env": "SF_ACCOUNT"}, "user": "loader", "database": "ANALYTICS"}
+    ok = parse_config(document(warehouses={"prod": {**base, "private_key": {"env": "SF_KEY"}}}), "t.yaml")
+    assert ok.warehouses["prod"].type == "snowflake"
+    assert "exactly one of password or private_key" in rejection(document(warehouses={"prod": base}))
+    literal = rejection(document(warehouses={"prod": {**base, "password": "hunter2-literal"}}))
+    assert "password is a literal value" in literal and "hunter2-literal" not in literal
 
 def test_no_warehouse_is_rejected() -> None:
     """Snapshots must land somewhere."""

@@ -16,9 +16,15 @@ from audit_assets.views import V1_COLUMNS, ViewDefinition, ViewSource
 @dataclass(frozen=True)
 class Dialect:
     type_names: Mapping[ColumnType, str]
+    param: str = "?"  # the driver's placeholder for a bound parameter
+    stores_upper_case: bool = False  # unquoted identifiers are stored upper-cased (Snowflake)
 
     def type_of(self, kind: ColumnType) -> str:
         return self.type_names[kind]
+
+    def stored_name(self, name: str) -> str:
+        """How the catalog (information_schema) spells an unquoted identifier."""
+        return name.upper() if self.stores_upper_case else name
 
 
 def qualified(schema: str, name: str) -> str:
@@ -28,6 +34,32 @@ def qualified(schema: str, name: str) -> str:
 def create_table(dialect: Dialect, schema: str, table: str, columns: tuple[Column, ...]) -> str:
     body = ",\n  ".join(f"{checked_identifier(c.name)} {dialect.type_of(c.type)}" for c in columns)
     return f"CREATE TABLE IF NOT EXISTS {qualified(schema, table)} (\n  {body}\n)"
+
+
+def column_names(dialect: Dialect, schema: str, table: str) -> tuple[str, list[str]]:
+    """The statement and parameters listing a table's column names (empty if it does not exist)."""
+    p = dialect.param
+    statement = (
+        f"SELECT column_name FROM information_schema.columns WHERE table_schema = {p} AND table_name = {p}"  # noqa: S608
+    )
+    return statement, [
+        dialect.stored_name(checked_identifier(schema)),
+        dialect.stored_name(checked_identifier(table)),
+    ]
+
+
+def count_snapshot(dialect: Dialect, schema: str, table: str) -> str:
+    """Rows of one snapshot; the date first, so engines can skip other partitions' data."""
+    p = dialect.param
+    return f"SELECT count(*) FROM {qualified(schema, table)} WHERE ht_snapshot_date = {p} AND ht_snapshot_id = {p}"  # noqa: S608
+
+
+def count_partition(dialect: Dialect, schema: str, table: str) -> str:
+    return f"SELECT count(*) FROM {qualified(schema, table)} WHERE ht_snapshot_date = {dialect.param}"  # noqa: S608
+
+
+def count_rows(dialect: Dialect, schema: str, table: str) -> str:
+    return f"SELECT count(*) FROM {qualified(schema, table)}"  # noqa: S608
 
 
 def add_column(dialect: Dialect, schema: str, table: str, column: Column) -> str:
