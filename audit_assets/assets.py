@@ -14,6 +14,7 @@ from audit_assets.catalog import (
     client_resource_key,
     destination_key,
     io_manager_key,
+    table_name,
     table_schema,
 )
 from audit_assets.config import AuditConfig, DestinationConfig
@@ -73,7 +74,7 @@ def _spec_arguments(config: AuditConfig, dest: DestinationConfig) -> dict:
         "tags": dest.tags,
         "metadata": {
             "partition_expr": "ht_snapshot_date",
-            "dagster/table_name": f"{SCHEMA}.{dest.table}",
+            "dagster/table_name": table_name(config, warehouse, dest.table),
             "dagster/column_schema": table_schema(platform.columns),
             "destination_id": dest.id,
             "destination_type": dest.type,
@@ -107,7 +108,10 @@ def build_destination_asset(
         pool=f"audit_assets_{dest.type}",
         # Exhausted 5xx/connection retries and warehouse lock timeouts may heal; bad answers do not.
         retry_policy=dg.RetryPolicy(
-            max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+            max_retries=policy.step_retries,
+            delay=60,
+            backoff=dg.Backoff.EXPONENTIAL,
+            jitter=dg.Jitter.PLUS_MINUS,
         ),
         check_specs=[
             dg.AssetCheckSpec(

@@ -27,6 +27,14 @@ def view_key(config: AuditConfig, warehouse: str) -> dg.AssetKey:
 HIGHTOUCH_RESOURCE_KEY = "hightouch"
 
 
+def table_name(config: AuditConfig, warehouse: str, table: str) -> str:
+    """The name a person queries, as ``dagster/table_name`` shows it (Snowflake: fully qualified, upper)."""
+    settings = config.warehouses[warehouse]
+    if settings.type == "snowflake":
+        return f"{settings.database}.{SCHEMA}.{table}".upper()
+    return f"{SCHEMA}.{table}"
+
+
 def io_manager_key(warehouse: str) -> str:
     return f"warehouse_{warehouse}"
 

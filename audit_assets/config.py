@@ -114,6 +114,12 @@ class SnapshotPolicy(_Strict):
     http_timeout_seconds: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20, description="Retries of 5xx and connection errors.")
     retry_base_delay_seconds: float = Field(default=1.0, gt=0)
+    step_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Dagster step retries (60 s apart, growing) after transient failures.",
+    )
 
 
 class ScheduleConfig(_Strict):

@@ -10,15 +10,14 @@ from audit_assets.config import AuditConfig, load_config
 from audit_assets.resources import build_hightouch_resource, build_resource
 from audit_assets.schedules import build_job, build_schedule
 from audit_assets.view_asset import build_view_asset
-from audit_assets.warehouse.duckdb import AuditDuckDBIOManager
+from audit_assets.warehouse import build_io_manager
 
 
 def build_definitions(config: AuditConfig) -> dg.Definitions:
     destination_assets = [build_destination_asset(config, d) for d in config.destinations]
     view_assets = [build_view_asset(config, name) for name in config.warehouses]
     resources: dict[str, object] = {
-        io_manager_key(name): AuditDuckDBIOManager(database=warehouse.path)
-        for name, warehouse in config.warehouses.items()
+        io_manager_key(name): build_io_manager(warehouse) for name, warehouse in config.warehouses.items()
     }
     resources |= {
         client_resource_key(d): build_resource(d, config.snapshots) for d in config.destinations if d.enabled

@@ -2,7 +2,15 @@
 
 import dagster as dg
 
-from audit_assets.catalog import GROUP, SCHEMA, destination_key, io_manager_key, table_schema, view_key
+from audit_assets.catalog import (
+    GROUP,
+    SCHEMA,
+    destination_key,
+    io_manager_key,
+    table_name,
+    table_schema,
+    view_key,
+)
 from audit_assets.config import AuditConfig
 from audit_assets.platforms import PLATFORMS
 from audit_assets.views import V1_COLUMNS, V1_NAME, ViewDefinition, ViewSource
@@ -28,7 +36,7 @@ def build_view_asset(config: AuditConfig, warehouse: str) -> dg.AssetsDefinition
         ),
         metadata={
             "schema": SCHEMA,
-            "dagster/table_name": f"{SCHEMA}.{V1_NAME}",
+            "dagster/table_name": table_name(config, warehouse, V1_NAME),
             "dagster/column_schema": table_schema(V1_COLUMNS),
         },
     )

@@ -38,7 +38,7 @@ class Workspace:
         return {
             "start_date": "2026-01-01",
             "warehouses": {"local": {"type": "duckdb", "path": str(self.db_path)}},
-            "snapshots": {"retry_base_delay_seconds": 0.01},
+            "snapshots": {"retry_base_delay_seconds": 0.01, "step_retries": 0},
             "destinations": destinations,
             **top,
         }

@@ -27,13 +27,19 @@ class Dialect:
         return name.upper() if self.stores_upper_case else name
 
 
-def qualified(schema: str, name: str) -> str:
+def qualified(schema: str | None, name: str) -> str:
+    """``schema.name``; with no schema, the session's current one (where temporary tables live)."""
+    if schema is None:
+        return checked_identifier(name)
     return f"{checked_identifier(schema)}.{checked_identifier(name)}"
 
 
-def create_table(dialect: Dialect, schema: str, table: str, columns: tuple[Column, ...]) -> str:
+def create_table(
+    dialect: Dialect, schema: str | None, table: str, columns: tuple[Column, ...], *, temporary: bool = False
+) -> str:
     body = ",\n  ".join(f"{checked_identifier(c.name)} {dialect.type_of(c.type)}" for c in columns)
-    return f"CREATE TABLE IF NOT EXISTS {qualified(schema, table)} (\n  {body}\n)"
+    create = "CREATE TEMPORARY TABLE" if temporary else "CREATE TABLE IF NOT EXISTS"
+    return f"{create} {qualified(schema, table)} (\n  {body}\n)"
 
 
 def column_names(dialect: Dialect, schema: str, table: str) -> tuple[str, list[str]]:

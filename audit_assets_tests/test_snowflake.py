@@ -1,0 +1,139 @@
+"""Snowflake warehouses through fakesnow (patch mode): real connector calls, answered by DuckDB.
+
+fakesnow stands in for Snowflake only; its gaps are in shared/reference/dagster.md §2. Every
+statement our code sends is collected and must parse as Snowflake SQL with sqlglot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import fakesnow
+import fakesnow.cursor
+import pytest
+import snowflake.connector
+import sqlglot
+
+from audit_assets_tests.conftest import Workspace, failure_messages, sandbox_meta
+from audit_assets_tests.test_duckdb_io_manager import spool
+
+SF_ENV = {"SF_ACCOUNT": "acme-xy12345", "SF_USER": "AUDIT_LOADER", "SF_PASSWORD": "sf-password-value-19"}
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Patch Snowflake with fakesnow and record every statement sent through a cursor."""
+    for name, value in SF_ENV.items():
+        monkeypatch.setenv(name, value)
+    sent: list[str] = []
+    original = fakesnow.cursor.FakeSnowflakeCursor.execute
+
+    def recording(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(command)
+        return original(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(fakesnow.cursor.FakeSnowflakeCursor, "execute", recording)
+    with fakesnow.patch():
+        yield sent
+
+
+def query(statement: str) -> list[tuple[Any, ...]]:
+    with snowflake.connector.connect(account="x", user="u", password="p", database="ANALYTICS") as conn:
+        return conn.cursor().execute(statement).fetchall()
+
+
+def two_warehouses(workspace: Workspace) -> dict[str, Any]:
+    document = workspace.document(
+        [sandbox_meta("local_meta", warehouse="local"), sandbox_meta("sf", warehouse="prod")]
+    )
+    document["warehouses"]["prod"] = {
+        "type": "snowflake",
+        "account": {"env": "SF_ACCOUNT"},
+        "user": {"env": "SF_USER"},
+        "password": {"env": "SF_PASSWORD"},
+        "database": "ANALYTICS",
+        "warehouse": "LOADING",
+        "role": "AUDIT_WRITER",
+    }
+    return document
+
+
+def test_duckdb_and_snowflake_warehouses_each_get_their_snapshots_and_view(
+    workspace: Workspace, statements: list[str]
+) -> None:
+    from audit_assets.config import parse_config
+
+    config = parse_config(two_warehouses(workspace), "two warehouses")
+    for _ in range(2):
+        result = workspace.run(config)
+        assert result.success, failure_messages(result)
+
+    # Snowflake: first write created the table, the second appended a second snapshot.
+    per_snapshot = query("SELECT ht_snapshot_id, count(*) FROM HIGHTOUCH_AUDIT.META_SF_AUDIENCES GROUP BY 1")
+    assert sorted(n for _, n in per_snapshot) == [13, 13]
+    view = query(
+        "SELECT ad_account_id, audience_id, audience_name, audience_size, ht_destination, ht_destination_id "
+        "FROM HIGHTOUCH_AUDIT.EXTERNAL_AUDIENCES_METADATA_V1"
+    )
+    assert len(view) == 26 and {r[5] for r in view} == {"sf"}
+    raw_sizes = dict(query("SELECT id, approximate_count_lower_bound FROM HIGHTOUCH_AUDIT.META_SF_AUDIENCES"))
+    assert all(size == (None if raw_sizes[aid] == -1 else raw_sizes[aid]) for _, aid, _, size, _, _ in view)
+    assert any(size is None for *_, size, _, _ in view)
+
+    # DuckDB: its own destination and view, untouched by the Snowflake one.
+    assert workspace.query(
+        "SELECT ht_destination_id, count(*) FROM hightouch_audit.external_audiences_metadata_v1 GROUP BY 1"
+    ) == [("local_meta", 26)]
+
+    # Every statement we sent is Snowflake SQL.
+    ours = [s for s in statements if s.strip()]
+    assert any(s.startswith("INSERT INTO hightouch_audit.meta_sf_audiences") for s in ours)
+    for statement in ours:  # pyformat parameters are bound client-side, as literals
+        sqlglot.parse_one(statement.replace("%s", "'bound'"), read="snowflake")
+
+
+def test_variant_columns_are_queryable_with_path_syntax(workspace: Workspace, statements: list[str]) -> None:
+    from audit_assets.config import parse_config
+
+    assert workspace.run(parse_config(two_warehouses(workspace), "t")).success
+    rows = query(
+        "SELECT ht_raw:name::string, name, delivery_status:code::int, typeof(ht_raw) "
+        "FROM HIGHTOUCH_AUDIT.META_SF_AUDIENCES ORDER BY id LIMIT 3"
+    )
+    assert rows and all(r[0] == r[1] for r in rows)
+    assert {r[2] for r in rows} <= {200, 300}
+
+
+def test_the_secret_never_reaches_the_event_log(workspace: Workspace, statements: list[str]) -> None:
+    from audit_assets.config import parse_config
+
+    result = workspace.run(parse_config(two_warehouses(workspace), "t"))
+    assert result.success
+    assert not any("sf-password-value-19" in str(e) for e in workspace.instance.all_logs(result.run_id))
+
+
+def test_a_failure_during_the_load_leaves_no_row_of_that_snapshot(statements: list[str]) -> None:
+    from audit_assets.warehouse.snowflake import AuditSnowflakeIOManager
+
+    def write(snapshot: Any) -> None:
+        settings = {"database": "ANALYTICS", "account": "x", "user": "u", "password": "p"}
+        context = dg.build_output_context(
+            asset_key=dg.AssetKey(["hightouch_audit", "meta_io_audiences"]),
+            partition_key="2026-11-24",
+            definition_metadata={"partition_expr": "ht_snapshot_date"},
+            resource_config={**settings, "schema": None},
+            asset_partitions_def=dg.DailyPartitionsDefinition(start_date="2026-11-01"),
+        )
+        AuditSnowflakeIOManager(**settings).create_io_manager(None).handle_output(context, snapshot)
+
+    write(spool("snap-1"))
+    broken = spool("snap-2")  # several row groups: some reach the staging table before the cut
+    broken.path.write_bytes(broken.path.read_bytes()[:-40])
+    with pytest.raises(Exception):  # noqa: B017 - whatever the reader raises, nothing may be written
+        write(broken)
+    write(spool("snap-1"))  # a retry of the first: already there, nothing added
+    assert query("SELECT ht_snapshot_id, count(*) FROM HIGHTOUCH_AUDIT.META_IO_AUDIENCES GROUP BY 1") == [
+        ("snap-1", 13)
+    ]
