@@ -12,6 +12,7 @@ import pytest
 
 from audit_assets.config import load_config
 from audit_assets.definitions import build_definitions
+from audit_assets.platforms import PLATFORMS
 from audit_assets.schedules import JOB_NAME
 from audit_assets_tests.conftest import Workspace, sandbox_meta
 
@@ -24,7 +25,8 @@ def test_packaged_default_definitions_load_and_validate(monkeypatch: pytest.Monk
     defs = build_definitions(load_config())
 
     dg.Definitions.validate_loadable(defs)
-    assert {k for k in defs.resolve_all_asset_keys()} == {META_KEY, VIEW_KEY}
+    expected = {dg.AssetKey(["hightouch_audit", f"{slug}_sandbox_{slug}_audiences"]) for slug in PLATFORMS}
+    assert set(defs.resolve_all_asset_keys()) == {*expected, VIEW_KEY}
 
 
 def test_destination_asset_spec(workspace: Workspace) -> None:

@@ -24,6 +24,10 @@ class PlatformError(Exception):
 class AuthError(PlatformError):
     """The credentials were refused; retrying will not help until they are fixed."""
 
+    def __init__(self, message: str, *, codes: frozenset[str] = frozenset()) -> None:
+        super().__init__(message)
+        self.codes = codes  # the platform's error codes, e.g. Google's CUSTOMER_NOT_ENABLED
+
 
 class ThrottleCapExceeded(PlatformError):
     """The platform asked us to wait longer than the configured cap allows."""

@@ -49,6 +49,7 @@ class Transient:
 @dataclass(frozen=True)
 class AuthFailed:
     detail: str
+    codes: frozenset[str] = frozenset()  # the platform's own error codes, for callers that branch on them
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,8 @@ class ApiSession:
                 failures = self._retry_or_raise(failures, verdict.detail, what)
             elif isinstance(verdict, AuthFailed):
                 raise AuthError(
-                    self._redact(f"{self._title} refused the credentials while {what}: {verdict.detail}")
+                    self._redact(f"{self._title} refused the credentials while {what}: {verdict.detail}"),
+                    codes=verdict.codes,
                 )
             else:
                 raise (BadResponse if parse_error else PlatformError)(

@@ -1,0 +1,212 @@
+"""Pinterest API v5: ad-account discovery and audiences.
+
+Facts and sources (shared/reference/ad_platform_apis.md §6 and §10):
+- Repo pinterest/api-description ``v5/openapi.yaml`` (release 5.23.0): paths ``/ad_accounts``
+  (``include_shared_accounts``, default true; ``bookmark``; ``page_size`` 1..250, default 25) and
+  ``/ad_accounts/{ad_account_id}/audiences`` (``bookmark``, ``page_size``; ``ownership_type`` default OWNED);
+  schemas ``AdAccount`` (no status field: v5 lists the accounts the user owns or was granted Business
+  Access to), ``Audience``, ``AudienceRule``, ``Paginated`` (``{items, bookmark}``, bookmark nullable),
+  ``Error`` (``{code, message}``); the 401/403/429 examples (code 2 "Authentication failed", code 3
+  missing scopes, code 29 not permitted, code 8 rate limit); ``/oauth/token`` (security ``basic``,
+  form-encoded ``grant_type=refresh_token``; the refresh response carries a new ``refresh_token``).
+- https://developers.pinterest.com/docs/reference/rate-limits/ (per-category limits, HTTP 429).
+- airbytehq/airbyte ``airbyte-integrations/connectors/source-pinterest/source_pinterest/manifest.yaml``
+  and ``streams.py``: the wait after a 429 is read from ``X-RateLimit-Reset`` (seconds), the end of a
+  list is an empty bookmark, the token request uses HTTP Basic client authentication.
+- fivetran/dbt_pinterest_source release v0.9.0: the v4 account ``status`` is gone in v5.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from audit_assets.columns import ApiField
+from audit_assets.columns import ColumnType as T
+from audit_assets.platforms.base import (
+    AdAccount,
+    Audience,
+    AuthContext,
+    BadResponse,
+    ClientSettings,
+    Platform,
+    require_mapping,
+)
+from audit_assets.platforms.http import (
+    ApiSession,
+    AuthFailed,
+    BearerAuth,
+    Fatal,
+    Throttled,
+    Transient,
+    Verdict,
+)
+from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
+from audit_assets.views import V1Mapping
+
+API_VERSION = "v5"
+TOKEN_URL = "https://api.pinterest.com/v5/oauth/token"
+MAX_PAGE_SIZE = 250
+REFRESH_CREDENTIALS = frozenset({"client_id", "client_secret", "refresh_token"})
+
+# Every property of the v5 ``Audience`` schema.
+FIELDS: tuple[ApiField, ...] = (
+    ApiField("id", T.STRING),
+    ApiField("ad_account_id", T.STRING),
+    ApiField("name", T.STRING),
+    ApiField("description", T.STRING),
+    ApiField("audience_type", T.STRING, "ACTALIKE, ENGAGEMENT, CUSTOMER_LIST or VISITOR."),
+    ApiField("status", T.STRING, "READY, INITIALIZING or TOO_SMALL (fewer than 100 Pinterest users)."),
+    ApiField("size", T.INTEGER, "Audience size; null while Pinterest has none."),
+    ApiField("rule", T.JSON, "AudienceRule: how the audience is built, per audience_type."),
+    ApiField("type", T.STRING, 'Always "audience".'),
+    ApiField("created_by_company_name", T.STRING),
+    ApiField("created_timestamp", T.INTEGER, "Unix seconds."),
+    ApiField("updated_timestamp", T.INTEGER, "Unix seconds."),
+)
+
+RATE_LIMIT_CODE = 8  # {"code": 8, ...}: "This request exceeded a rate limit"
+# X-RateLimit-Reset is read as seconds to wait; a value this large can only be a Unix time.
+EPOCH_THRESHOLD = 1_000_000_000
+_ACCOUNT_ID = re.compile(r"[0-9]{1,18}")  # AdAccount.id: pattern ^\d+$, maxLength 18
+
+
+def classify(response: httpx.Response, body: Any) -> Verdict | None:
+    """Read a Pinterest ``{code, message}`` error; None leaves the decision to the shared HTTP policy."""
+    status = response.status_code
+    if status < 400:
+        return None
+    error = body if isinstance(body, Mapping) and "code" in body else None
+    detail = _describe(status, error)
+    if status == 429 or (error is not None and error.get("code") == RATE_LIMIT_CODE):
+        return Throttled(detail, _wait_seconds(response.headers))
+    if status == 401:
+        return AuthFailed(
+            f"{detail}. The access token is invalid, expired or revoked, or lacks the ads:read scope: "
+            "authorise the app again (scope ads:read) and update the secrets; with client_id, "
+            "client_secret and refresh_token configured the token is refreshed automatically"
+        )
+    if status == 403:
+        return AuthFailed(
+            f"{detail}. The token's user may not read this ad account: grant the ads:read scope and "
+            "an owner or Business Access role on the account, then update the secrets"
+        )
+    if error is None:
+        return None
+    if status >= 500:
+        return Transient(detail)
+    return Fatal(detail)
+
+
+def _describe(status: int, error: Mapping[str, Any] | None) -> str:
+    if error is None:
+        return f"HTTP {status}"
+    return f"HTTP {status}, Pinterest error {error.get('code')}: {error.get('message', 'no message')}"
+
+
+def _wait_seconds(headers: httpx.Headers) -> float | None:
+    """Seconds Pinterest asks us to wait: Retry-After if sent, else X-RateLimit-Reset."""
+    for name in ("retry-after", "x-ratelimit-reset"):
+        try:
+            value = float(headers[name])
+        except (KeyError, ValueError):
+            continue
+        return value - time.time() if value >= EPOCH_THRESHOLD else value
+    return None
+
+
+class PinterestClient:
+    def __init__(self, settings: ClientSettings, session: ApiSession) -> None:
+        self._settings = settings
+        self._session = session
+        self._root = f"{settings.base_url.rstrip('/')}/{API_VERSION}"
+
+    def active_accounts(self) -> list[AdAccount]:
+        """Every account the user owns or was given Business Access to.
+
+        v5 accounts carry no status: the list holds only accounts the token's user can work in, so
+        each one listed counts as active. Shared accounts are asked for explicitly, since audiences
+        are often kept in an account an agency or Hightouch's user was granted access to.
+        """
+        what = "discovering ad accounts"
+        accounts = []
+        for page in self._pages(f"{self._root}/ad_accounts", {"include_shared_accounts": "true"}, what):
+            for item in page:
+                account_id = item.get("id")
+                if not isinstance(account_id, str) or not _ACCOUNT_ID.fullmatch(account_id):
+                    raise BadResponse(f"{what}: an account id is not a string of digits: {account_id!r}")
+                name = item.get("name")
+                accounts.append(AdAccount(account_id, name if isinstance(name, str) else None))
+        return accounts
+
+    def audience_pages(self, account: AdAccount) -> Iterator[list[Audience]]:
+        url = f"{self._root}/ad_accounts/{account.id}/audiences"
+        yield from self._pages(url, {}, f"listing audiences of ad account {account.id}")
+
+    def _pages(self, url: str, params: dict[str, Any], what: str) -> Iterator[list[Audience]]:
+        """Follow ``bookmark`` until it is null or absent; an empty page with a bookmark is not the end."""
+        params = {**params, "page_size": self._settings.page_size}
+        seen: set[str] = set()
+        page_number = 0
+        while True:
+            page_number += 1
+            body = require_mapping(self._session.get_json(url, params=params, what=what), what)
+            items = body.get("items")
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise BadResponse(f"{what}: page {page_number} has no 'items' list of objects")
+            yield items
+            bookmark = body.get("bookmark")
+            if bookmark is None or bookmark == "":
+                return
+            if not isinstance(bookmark, str):
+                raise BadResponse(
+                    f"{what}: page {page_number} has a bookmark of type {type(bookmark).__name__}"
+                )
+            if bookmark in seen:
+                raise BadResponse(f"{what}: paging repeated a bookmark at page {page_number}")
+            seen.add(bookmark)
+            params = {**params, "bookmark": bookmark}
+
+
+def connect(settings: ClientSettings, session: ApiSession) -> PinterestClient:
+    return PinterestClient(settings, session)
+
+
+def auth(context: AuthContext) -> httpx.Auth:
+    """Refresh with HTTP Basic client auth when the app's credentials are given, else a fixed token.
+
+    Refreshing is preferred: an access token may expire between runs or in the middle of a snapshot.
+    """
+    credentials = context.credentials
+    if credentials.keys() >= REFRESH_CREDENTIALS:
+        grant = RefreshGrant(
+            token_url=context.token_url or TOKEN_URL,
+            client_id=credentials["client_id"],
+            client_secret=credentials["client_secret"],
+            refresh_token=credentials["refresh_token"],
+            client_auth="basic",
+        )
+        return RefreshingBearerAuth(grant, remember_secret=context.remember_secret)
+    return BearerAuth(credentials["access_token"])
+
+
+PLATFORM = Platform(
+    slug="pinterest",
+    title="Pinterest",
+    default_base_url="https://api.pinterest.com",
+    credential_sets=(frozenset({"access_token"}), REFRESH_CREDENTIALS),
+    optional_credentials=frozenset(),
+    fields=FIELDS,
+    audience_id_field="id",
+    v1=V1Mapping(audience_id="id", audience_name="name", audience_size="size"),
+    default_page_size=MAX_PAGE_SIZE,
+    max_page_size=MAX_PAGE_SIZE,
+    connect=connect,
+    auth=auth,
+    classify=classify,
+    default_token_url=TOKEN_URL,
+)

@@ -1,0 +1,301 @@
+"""Emulates the Snapchat Marketing API endpoints we use, and Snap's OAuth token endpoint.
+
+Shapes follow the Snap docs (Organizations, API Patterns, Customer Lists, Lookalikes, Rate Limits) and
+the Airbyte fixtures (airbytehq/airbyte ``source-snapchat-marketing/unit_tests/resource/http/response/``):
+``GET /v1/me/organizations?with_ad_accounts=true`` with ad accounts nested in each organization,
+``GET /v1/adaccounts/{id}/segments?limit=50..1000`` with every entity wrapped as
+``{sub_request_status, segment}``, ``paging.next_link`` (absolute, carrying ``cursor`` and ``limit``) on
+every page but the last, error bodies ``{request_status: ERROR, request_id, ...}`` and throttles as a
+bare HTTP 429 without headers. The token endpoint lives at ``/login/oauth2/access_token`` on the same host,
+so a sandbox destination sets ``token_url`` to ``https://<sandbox host>/login/oauth2/access_token``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from audit_assets.sandbox.oauth import TokenIssuer
+from audit_assets.sandbox.world import (
+    DEFAULT_ACCOUNTS,
+    Emulator,
+    Fault,
+    FaultKind,
+    Faults,
+    SandboxAccount,
+    audience_name,
+    daily_size,
+    stable_int,
+    utc_today,
+)
+
+TOKEN_PATH = "/login/oauth2/access_token"
+DEMO_CREDENTIALS = {
+    "client_id": "sandbox-snapchat-client-id",
+    "client_secret": "sandbox-snapchat-client-secret",
+    "refresh_token": "sandbox-snapchat-refresh-token",
+}
+MIN_LIMIT, MAX_LIMIT = 50, 1000
+DEFAULT_LIMIT = MAX_LIMIT  # UNCONFIRMED: the docs do not say what Snap uses when limit is omitted
+TOKEN_LIFETIME_SECONDS = 1800  # Airbyte oauth_token fixture: "expires_in": 1800
+
+_API = re.compile(r"^(?P<prefix>.*?)/v1/(?P<rest>.+)$")
+_SEGMENTS = re.compile(r"adaccounts/(?P<account>[^/]+)/segments")
+
+
+def _uuid(*parts: object) -> str:
+    """A stable UUID, the form Snap gives organizations."""
+    return str(uuid.UUID(int=stable_int(*parts, "hi") << 64 | stable_int(*parts, "lo")))
+
+
+def _timestamp(seconds: int) -> str:
+    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def segment_id_of(account_id: str, index: int) -> str:
+    """The 16-digit id the sandbox gives the index-th segment of an ad account."""
+    return f"56{account_id[-4:]}{index:010d}"
+
+
+def snap_error(
+    request: httpx.Request,
+    status: int,
+    debug_message: str,
+    *,
+    error_code: str | None = None,
+    display_message: str | None = None,
+) -> httpx.Response:
+    """Snap's error envelope (singer-io/tap-snapchat-ads ``client.py`` documents its fields)."""
+    body: dict[str, Any] = {"request_status": "ERROR", "request_id": _request_id(request)}
+    body["debug_message"] = debug_message
+    body["display_message"] = display_message or "We're sorry, but something went wrong."
+    if error_code is not None:
+        body["error_code"] = error_code
+    return httpx.Response(status, json=body)
+
+
+def _request_id(request: httpx.Request) -> str:
+    return f"{stable_int(str(request.url)):016x}00ff0sbx"
+
+
+class SnapchatSandbox(Emulator):
+    def __init__(
+        self,
+        accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
+        *,
+        faults: Faults | None = None,
+        today: Callable[[], dt.date] = utc_today,
+        credentials: Mapping[str, str] = DEMO_CREDENTIALS,
+        expire_after_uses: int | None = None,
+        organizations: int = 2,
+        organizations_per_page: int | None = None,
+        empty_pages: int = 0,
+    ) -> None:
+        super().__init__(faults, today)
+        self.accounts = {a.id: a for a in accounts}
+        self.issuer = TokenIssuer(
+            client_id=credentials["client_id"],
+            client_secret=credentials["client_secret"],
+            refresh_token=credentials["refresh_token"],
+            expires_in=TOKEN_LIFETIME_SECONDS,
+            expire_after_uses=expire_after_uses,
+            prefix="snap-sbx",
+        )
+        # Accounts are dealt to organizations in turn, so one user sees several organizations.
+        self.organizations = [
+            (_uuid("snapchat-organization", n), list(accounts[n :: max(1, organizations)]))
+            for n in range(max(1, organizations))
+        ]
+        self.organizations_per_page = organizations_per_page  # None: every organization on one page
+        self.empty_pages = empty_pages  # empty segment pages (with a next_link) served after the first
+
+    def respond(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(TOKEN_PATH):
+            if request.method != "POST":
+                return httpx.Response(405, json={"error": "invalid_request"})
+            return self.issuer.token_response(request)
+        if not self.issuer.accepts(request.headers):
+            return snap_error(
+                request,
+                401,
+                "Unauthorized: the access token is invalid or expired",
+                error_code="E3002",  # UNCONFIRMED code; the status and envelope are documented
+            )
+        match = _API.match(request.url.path)
+        if request.method != "GET" or match is None:
+            return snap_error(request, 405, "Method or path not supported")
+        rest = match["rest"]
+        if rest == "me/organizations":
+            return self._organizations(request)
+        segments = _SEGMENTS.fullmatch(rest)
+        if segments and segments["account"] in self.accounts:
+            return self._segment_page(request, self.accounts[segments["account"]])
+        return snap_error(
+            request,
+            404,
+            "Resource can not be found",
+            error_code="E3003",
+            display_message="We're sorry, but the requested resource is not available at this time",
+        )
+
+    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
+        # Airbyte's error_429.json / error_response(): a bare 429 with no rate-limit headers.
+        if fault.kind is FaultKind.THROTTLE:
+            message = "Rate limit exceeded"
+            status = 429
+        else:
+            message = "Internal server error"
+            status = 500
+        return httpx.Response(
+            status, json={"request_status": "ERROR", "request_id": _request_id(request), "msg": message}
+        )
+
+    def segments(self, account: SandboxAccount) -> list[dict[str, Any]]:
+        """Every segment of an account as the API shows it today, in listing order."""
+        day = self.today()
+        organization = next(org for org, members in self.organizations if account in members)
+        return [_segment(account, organization, i, day) for i in range(account.audiences)]
+
+    def _organizations(self, request: httpx.Request) -> httpx.Response:
+        with_accounts = request.url.params.get("with_ad_accounts") == "true"
+        items = []
+        for organization_id, members in self.organizations:
+            organization: dict[str, Any] = {
+                "id": organization_id,
+                "updated_at": _timestamp(1_690_000_000),
+                "created_at": _timestamp(1_680_000_000),
+                "name": f"Sandbox Organization {organization_id[:4]}",
+                "country": "US",
+                "type": "ENTERPRISE",
+                "state": "ACTIVE",
+            }
+            if with_accounts:
+                organization["ad_accounts"] = [_ad_account(a, organization_id) for a in members]
+            items.append({"sub_request_status": "SUCCESS", "organization": organization})
+        per_page = self.organizations_per_page or len(items)
+        try:
+            offset, _ = _cursor_position(request)
+        except ValueError:
+            return snap_error(request, 400, "Invalid cursor")
+        end = min(offset + per_page, len(items))
+        return self._reply(request, "organizations", items[offset:end], end, 0, more=end < len(items))
+
+    def _segment_page(self, request: httpx.Request, account: SandboxAccount) -> httpx.Response:
+        try:
+            limit = int(request.url.params.get("limit", DEFAULT_LIMIT))
+        except ValueError:
+            limit = -1
+        if not MIN_LIMIT <= limit <= MAX_LIMIT:
+            return snap_error(request, 400, f"limit must be between {MIN_LIMIT} and {MAX_LIMIT}")
+        try:
+            offset, empties = _cursor_position(request)
+        except ValueError:
+            return snap_error(request, 400, "Invalid cursor")
+        if offset == limit and empties < self.empty_pages:
+            return self._reply(request, "segments", [], offset, empties + 1, more=True)
+        everything = self.segments(account)
+        end = min(offset + limit, len(everything))
+        items = [{"sub_request_status": "SUCCESS", "segment": s} for s in everything[offset:end]]
+        return self._reply(request, "segments", items, end, empties, more=end < len(everything))
+
+    @staticmethod
+    def _reply(
+        request: httpx.Request, key: str, items: list[Any], end: int, empties: int, *, more: bool
+    ) -> httpx.Response:
+        body: dict[str, Any] = {"request_status": "SUCCESS", "request_id": _request_id(request)}
+        if more:
+            body["paging"] = {"next_link": str(request.url.copy_set_param("cursor", _cursor(end, empties)))}
+        body[key] = items
+        return httpx.Response(200, json=body)
+
+
+def _ad_account(account: SandboxAccount, organization_id: str) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "updated_at": _timestamp(1_700_000_000 + stable_int(account.id) % 1_000_000),
+        "created_at": _timestamp(1_650_000_000 + stable_int(account.id) % 1_000_000),
+        "name": account.name,
+        "type": "PARTNER",
+        "status": "ACTIVE" if account.active else "PAUSED",
+        "organization_id": organization_id,
+        "currency": "USD",
+        "timezone": "America/Los_Angeles",
+        "advertiser": account.name,
+        "billing_type": "IO",
+    }
+
+
+def _source_type(name: str) -> str:
+    if name.startswith("Lookalike"):
+        return "LOOKALIKE"
+    if "visitors" in name or "Cart" in name:
+        return "PIXEL"
+    if "installers" in name:
+        return "MOBILE"
+    if "video" in name:
+        return "ENGAGEMENT"
+    return "FIRST_PARTY"
+
+
+def _segment(account: SandboxAccount, organization_id: str, index: int, day: dt.date) -> dict[str, Any]:
+    segment_id = segment_id_of(account.id, index)
+    name = audience_name(account.id, index)
+    source_type = _source_type(name)
+    created = 1_700_000_000 + stable_int(segment_id, "created") % 40_000_000
+    retention = next((days for days in (30, 90, 180) if f"{days}d" in name), 9999)
+    segment: dict[str, Any] = {
+        "id": segment_id,
+        "updated_at": _timestamp(created + stable_int(segment_id, "updated") % 1_000_000),
+        "created_at": _timestamp(created),
+        "name": name,
+        "ad_account_id": account.id,
+        "description": f"Sandbox segment {index} of {account.name}",
+        "status": "ACTIVE",
+        "source_type": source_type,
+        "retention_in_days": min(retention, 180) if source_type == "LOOKALIKE" else retention,
+        "upload_status": "COMPLETE" if source_type == "FIRST_PARTY" else "NO_UPLOAD",
+        "targetable_status": "READY",
+        "organization_id": organization_id,
+        "visible_to": ["ALL_ACCOUNTS"],
+    }
+    if source_type == "LOOKALIKE":
+        # A lookalike still being computed: Snap has no size for it yet.
+        segment["creation_spec"] = {
+            "seed_segment_id": segment_id_of(account.id, 0),
+            "countries": ["US"],
+            "type": "BALANCE",
+        }
+        segment["targetable_status"] = "NOT_READY"
+        segment["approximate_number_users"] = None
+    elif source_type == "ENGAGEMENT":
+        # Deliberately beyond 32 bits, so every layer must carry sizes as 64-bit integers.
+        segment["approximate_number_users"] = 2**31 + daily_size(segment_id, day)
+    else:
+        segment["approximate_number_users"] = daily_size(segment_id, day)
+    return segment
+
+
+def _cursor(offset: int, empties: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([offset, empties]).encode()).decode()
+
+
+def _cursor_position(request: httpx.Request) -> tuple[int, int]:
+    cursor = request.url.params.get("cursor")
+    if not cursor:
+        return 0, 0
+    try:
+        offset, empties = json.loads(base64.urlsafe_b64decode(cursor))
+        return int(offset), int(empties)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("invalid cursor") from exc
+
+
+EMULATOR = SnapchatSandbox

@@ -1,0 +1,74 @@
+"""The packaged quickstart: every platform's sandbox destination, one run, one view with the right sizes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pytest
+
+from audit_assets.config import load_config
+from audit_assets.definitions import build_definitions
+from audit_assets.platforms import PLATFORMS
+from audit_assets.platforms.base import Platform
+from audit_assets.schedules import JOB_NAME
+from audit_assets_tests.conftest import failure_messages, today_key
+
+VIEW = "hightouch_audit.external_audiences_metadata_v1"
+
+
+def api_name(platform: Platform, column: str) -> str:
+    return next(f.api_name for f in platform.fields if f.column == column)
+
+
+def expected_view_row(platform: Platform, raw: dict[str, Any]) -> tuple[str, str | None, int | None]:
+    """What the view must show for one raw audience, computed from the API object, not from SQL."""
+    mapping = platform.v1
+    size = raw.get(api_name(platform, mapping.audience_size))
+    size = None if size is None else int(size)  # int64 may arrive as a string
+    if size in mapping.size_null_values:
+        size = None
+    return (
+        str(raw[api_name(platform, mapping.audience_id)]),
+        raw.get(api_name(platform, mapping.audience_name)),
+        size,
+    )
+
+
+def test_quickstart_covers_every_platform_and_the_view_maps_each_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the packaged config writes data/audit.duckdb under the working directory
+    monkeypatch.delenv("AUDIT_ASSETS_CONFIG", raising=False)
+    config = load_config()
+    assert {d.type for d in config.destinations} == set(PLATFORMS)
+
+    with dg.instance_for_test() as instance:
+        job = build_definitions(config).resolve_job_def(JOB_NAME)
+        result = job.execute_in_process(partition_key=today_key(), instance=instance, raise_on_error=False)
+    assert result.success, failure_messages(result)
+
+    all_sizes: list[int | None] = []
+    with duckdb.connect("data/audit.duckdb", read_only=True) as conn:
+        for dest in config.destinations:
+            platform = PLATFORMS[dest.type]
+            raws = [
+                json.loads(r[0])
+                for r in conn.execute(f"SELECT ht_raw FROM hightouch_audit.{dest.table}").fetchall()
+            ]
+            expected = sorted((expected_view_row(platform, raw) for raw in raws), key=str)
+            actual = sorted(
+                conn.execute(
+                    f"SELECT audience_id, audience_name, audience_size FROM {VIEW} WHERE ht_destination_id = ?",
+                    [dest.id],
+                ).fetchall(),
+                key=str,
+            )
+            assert expected, f"{dest.type}: the sandbox serves audiences"
+            assert actual == expected, dest.type
+            all_sizes += [size for _, _, size in actual]
+    assert None in all_sizes, "some sandbox audiences have no size yet"
+    assert any(size is not None and size > 2**31 for size in all_sizes), "sizes above 2^31 survive"
