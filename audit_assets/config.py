@@ -186,6 +186,11 @@ class DestinationConfig(_Strict):
             expected = sandbox_host(self.type)
             if httpx.URL(self.base_url or "").host != expected:
                 raise ValueError(f"base_url: the built-in sandbox for {self.type} is https://{expected}")
+            if platform.default_token_url and httpx.URL(self.token_url or "").host != expected:
+                # else the demo credentials would be posted to the platform's real token endpoint
+                raise ValueError(
+                    f"token_url: the built-in sandbox for {self.type} serves its token endpoint on {expected}"
+                )
             if not self.credentials:
                 return self  # the built-in sandbox issues its own demo credentials
         problem = platform.credential_problem(set(self.credentials))

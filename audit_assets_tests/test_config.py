@@ -351,6 +351,7 @@ def test_snowflake_warehouse_needs_exactly_one_secret_way_in() -> None:
     literal = rejection(document(warehouses={"prod": {**base, "password": "hunter2-literal"}}))
     assert "password is a literal value" in literal and "hunter2-literal" not in literal
 
+
 def test_no_warehouse_is_rejected() -> None:
     """Snapshots must land somewhere."""
     assert "at least one warehouse" in rejection(document(warehouses={}))
@@ -501,3 +502,10 @@ def test_token_url_is_refused_for_a_platform_without_oauth() -> None:
     assert "token_url: Meta has no OAuth token endpoint" in rejection(
         with_destination(token_url="https://example.com/token")
     )
+
+
+def test_a_sandbox_destination_of_an_oauth_platform_needs_the_sandbox_token_url() -> None:
+    doc = with_destination(type="pinterest", base_url="https://pinterest.sandbox.invalid", credentials=None)
+    assert "token_url: the built-in sandbox for pinterest" in rejection(doc)
+    doc["destinations"][0]["token_url"] = "https://pinterest.sandbox.invalid/v5/oauth/token"
+    assert parse_config(doc, "test.yaml").destinations[0].uses_sandbox

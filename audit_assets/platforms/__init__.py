@@ -7,7 +7,7 @@ import importlib
 
 from audit_assets.platforms.base import Platform
 
-_MODULES = ("meta", "google_ads", "tiktok", "snapchat", "pinterest", "x")
+_MODULES = ("meta", "google_ads", "linkedin", "tiktok", "snapchat", "pinterest", "x")
 
 PLATFORMS: dict[str, Platform] = {
     platform.slug: platform

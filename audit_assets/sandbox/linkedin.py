@@ -1,0 +1,307 @@
+"""Emulates the LinkedIn Marketing API calls we use: ad-account search, ad segments, the token endpoint.
+
+Wire format (sources in audit_assets/platforms/linkedin.py): versioned ``/rest/`` resources that want
+``LinkedIn-Version`` and ``X-Restli-Protocol-Version: 2.0.0``; Rest.li 2.0 query syntax read from the
+raw query string (so ``List(urn%3Ali%3AsponsoredAccount%3A1)`` works and a percent-encoded parenthesis
+does not); ``/rest/adAccounts?q=search`` paged by ``pageSize``/``pageToken`` with
+``metadata.nextPageToken``; ``/rest/adSegments?q=accounts`` paged by ``start``/``count`` with
+``paging {start, count, total, links}``; errors as ``{status, serviceErrorCode, code, message}``;
+throttles as HTTP 429 without rate-limit headers; the refresh grant at ``/oauth/v2/accessToken``.
+
+Emulator choices where LinkedIn's docs say nothing (UNCONFIRMED): the bodies for a missing
+``LinkedIn-Version`` (400 VERSION_MISSING), a malformed one (426 NONEXISTENT_VERSION) and a malformed
+Rest.li parameter (400); a 403 ACCESS_DENIED for an ad account the member has no role on; the server's
+cap on ``count`` (``max_count``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email.utils
+import json
+import re
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+
+from audit_assets.sandbox.oauth import TokenIssuer
+from audit_assets.sandbox.world import (
+    DEFAULT_ACCOUNTS,
+    Emulator,
+    Fault,
+    FaultKind,
+    Faults,
+    SandboxAccount,
+    audience_name,
+    daily_size,
+    stable_int,
+    utc_today,
+)
+
+DEMO_CREDENTIALS = {
+    "client_id": "sandbox-linkedin-client",
+    "client_secret": "sandbox-linkedin-client-secret",
+    "refresh_token": "sandbox-linkedin-refresh-token",
+}
+TOKEN_PATH = "/oauth/v2/accessToken"
+DEFAULT_COUNT = 10  # LinkedIn's default page size for start/count finders
+DEFAULT_PAGE_SIZE = 100  # and for the cursor-paged searches
+MAX_PAGE_SIZE = 1000
+ACCOUNT_URN = "urn:li:sponsoredAccount:"
+BIG_SIZE_INDEX = 1  # this audience of every account is larger than 2**31, to exercise 64-bit columns
+BUILDING_INDEX = 4  # this one is still building: LinkedIn sends no approximateMemberCount yet
+
+_RESOURCE = re.compile(r"^(?P<prefix>.*?)/rest/(?P<resource>[A-Za-z]+)$")
+_VERSION = re.compile(r"^\d{6}(\.\d{2})?$")
+_STATUS_SEARCH = re.compile(r"^\(status:\(values:List\((?P<values>[A-Z_]+(?:,[A-Z_]+)*)\)\)\)$")
+_LIST = re.compile(r"^List\((?P<items>[^()]*)\)$")
+
+
+def linkedin_error(
+    status: int, code: str, message: str, service_error_code: int | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if service_error_code is not None:
+        body["serviceErrorCode"] = service_error_code
+    return body
+
+
+def segment_id_of(account_id: str, index: int) -> int:
+    """The id the sandbox gives the index-th ad segment of an account."""
+    return int(f"1{account_id[-4:]}{index:05d}")
+
+
+class LinkedInMarketingSandbox(Emulator):
+    def __init__(
+        self,
+        accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
+        *,
+        faults: Faults | None = None,
+        today: Callable[[], dt.date] = utc_today,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        client_id: str = DEMO_CREDENTIALS["client_id"],
+        client_secret: str = DEMO_CREDENTIALS["client_secret"],
+        refresh_token: str = DEMO_CREDENTIALS["refresh_token"],
+        access_tokens: Collection[str] = (),
+        expire_after_uses: int | None = None,
+        rotate_refresh_token: bool = False,
+        max_count: int = MAX_PAGE_SIZE,
+    ) -> None:
+        super().__init__(faults, today)
+        self.accounts = {a.id: a for a in accounts}
+        self.now = now
+        self.issuer = TokenIssuer(
+            client_id=client_id,
+            client_secret=client_secret,
+            refresh_token=refresh_token,
+            expires_in=60 * 24 * 3600,  # LinkedIn access tokens live 60 days
+            expire_after_uses=expire_after_uses,
+            rotate_refresh_token=rotate_refresh_token,
+            prefix="sbx-linkedin",
+        )
+        self.access_tokens = frozenset(access_tokens)  # long-lived tokens issued outside the sandbox
+        self.max_count = max_count  # the server's cap on count; it echoes the count it applied
+
+    # --- routing ------------------------------------------------------------------------------------------
+
+    def respond(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(TOKEN_PATH) and request.method == "POST":
+            return self.issuer.token_response(request)
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if bearer not in self.access_tokens and not self.issuer.accepts(request.headers):
+            return self._error(401, "INVALID_ACCESS_TOKEN", "Invalid access token", 65600)
+        version = request.headers.get("linkedin-version")
+        if version is None:
+            return self._error(
+                400,
+                "VERSION_MISSING",
+                "A version must be present. Please specify a version by adding the LinkedIn-Version header.",
+            )
+        if not _VERSION.match(version):
+            return self._error(426, "NONEXISTENT_VERSION", f"Requested version {version} is not active")
+        if request.headers.get("x-restli-protocol-version") != "2.0.0":
+            return self._error(400, "ILLEGAL_ARGUMENT", "This API requires X-Restli-Protocol-Version 2.0.0")
+        match = _RESOURCE.match(request.url.path)
+        if request.method != "GET" or match is None:
+            return self._error(404, "NOT_FOUND", "No virtual resource found")
+        params = _raw_params(request)
+        if match["resource"] == "adAccounts" and params.get("q") == "search":
+            return self._account_search(params)
+        if match["resource"] == "adSegments" and params.get("q") == "accounts":
+            return self._segments(params)
+        return self._error(404, "NOT_FOUND", "No virtual resource found")
+
+    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
+        """A 429 has no wait estimate; ``wait_minutes`` > 0 makes it the DAY quota (reset at 00:00 UTC)."""
+        if fault.kind is FaultKind.THROTTLE:
+            window = "APPLICATION_AND_MEMBER DAY limit" if fault.wait_minutes > 0 else "limit"
+            return self._error(
+                429,
+                "TOO_MANY_REQUESTS",
+                f"Resource level throttle {window} for calls to this resource is reached.",
+                101,
+            )
+        return self._error(500, "INTERNAL_SERVER_ERROR", "Internal Server Error")
+
+    # --- resources ----------------------------------------------------------------------------------------
+
+    def search_statuses(self, params: dict[str, str]) -> frozenset[str] | None:
+        """The statuses of ``search=(status:(values:List(...)))``; None when not filtered by status."""
+        search = params.get("search")
+        if search is None:
+            return None
+        match = _STATUS_SEARCH.match(search)
+        if match is None:
+            raise ValueError("search")
+        return frozenset(match["values"].split(","))
+
+    def _account_search(self, params: dict[str, str]) -> httpx.Response:
+        try:
+            statuses = self.search_statuses(params)
+            size = _int_param(params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+            offset = _decode_token(params.get("pageToken"))
+        except ValueError as exc:
+            return self._error(400, "ILLEGAL_ARGUMENT", f"Invalid query parameter: {exc}")
+        rows = [
+            self._account(a)
+            for a in self.accounts.values()
+            if statuses is None or self._status(a) in statuses
+        ]
+        end = min(offset + size, len(rows))
+        metadata = {"nextPageToken": _encode_token(end)} if end < len(rows) else {}
+        return self._reply({"elements": rows[offset:end], "metadata": metadata})
+
+    def _segments(self, params: dict[str, str]) -> httpx.Response:
+        try:
+            account_ids = _account_list(params.get("accounts"))
+            start = _int_param(params, "start", 0, 0, 10**9)
+            count = _int_param(params, "count", DEFAULT_COUNT, 0, 10**9)
+        except ValueError as exc:
+            return self._error(400, "ILLEGAL_ARGUMENT", f"Invalid query parameter: {exc}")
+        unknown = [a for a in account_ids if a not in self.accounts]
+        if unknown:
+            return self._error(
+                403,
+                "ACCESS_DENIED",
+                f"Not enough permissions to access: adSegments.FINDER-accounts for {unknown[0]}",
+                100,
+            )
+        day = self.today()
+        rows = [
+            self.segment(self.accounts[a], i, day)
+            for a in account_ids
+            for i in range(self.accounts[a].audiences)
+        ]
+        count = min(count, self.max_count)
+        paging = {"start": start, "count": count, "total": len(rows), "links": []}
+        return self._reply({"elements": rows[start : start + count], "paging": paging})
+
+    def _status(self, account: SandboxAccount) -> str:
+        return "ACTIVE" if account.active else "CANCELED"
+
+    def _account(self, account: SandboxAccount) -> dict[str, Any]:
+        return {
+            "id": int(account.id),
+            "name": account.name,
+            "status": self._status(account),
+            "type": "BUSINESS",
+            "currency": "USD",
+            "reference": f"urn:li:organization:{stable_int(account.id, 'org') % 10**8}",
+            "test": False,
+            "notifiedOnCampaignOptimization": False,
+            "servingStatuses": ["RUNNABLE"] if account.active else ["ACCOUNT_TOTAL_BUDGET_HOLD"],
+            "version": {"versionTag": str(stable_int(account.id, "version") % 100)},
+        }
+
+    @staticmethod
+    def segment(account: SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
+        """One ad segment as LinkedIn returns it; sizes drift day by day."""
+        segment_id = segment_id_of(account.id, index)
+        name = audience_name(account.id, index)
+        created = 1_700_000_000_000 + stable_int(segment_id, "created") % 40_000_000_000
+        segment: dict[str, Any] = {
+            "account": f"{ACCOUNT_URN}{account.id}",
+            "created": {"actor": "urn:li:unknown:0", "time": created},
+            "id": segment_id,
+            "lastModified": {
+                "actor": "urn:li:unknown:0",
+                "time": created + stable_int(segment_id, "mod") % 10**9,
+            },
+            "name": name,
+            "type": "RETARGETING" if "visitors" in name else ("LOOKALIKE" if "Lookalike" in name else "BULK"),
+            "versionTag": str(stable_int(segment_id, "version") % 10**11),
+        }
+        if index % 3 == 0:
+            segment["description"] = f"Sandbox segment {index} of {account.name}"
+        if index == BUILDING_INDEX:
+            segment["status"] = "BUILDING"
+        else:
+            size = daily_size(str(segment_id), day)
+            segment["status"] = "READY"
+            segment["approximateMemberCount"] = 3_000_000_000 + size if index == BIG_SIZE_INDEX else size
+        return dict(sorted(segment.items()))
+
+    # --- replies ------------------------------------------------------------------------------------------
+
+    def _reply(self, body: dict[str, Any], status: int = 200) -> httpx.Response:
+        headers = {"date": email.utils.format_datetime(self.now().astimezone(dt.UTC), usegmt=True)}
+        return httpx.Response(status, json=body, headers=headers)
+
+    def _error(
+        self, status: int, code: str, message: str, service_error_code: int | None = None
+    ) -> httpx.Response:
+        return self._reply(linkedin_error(status, code, message, service_error_code), status)
+
+
+def _raw_params(request: httpx.Request) -> dict[str, str]:
+    """Query parameters as sent, NOT percent-decoded: Rest.li 2.0 structure is only read undecoded."""
+    params: dict[str, str] = {}
+    for pair in request.url.query.decode("ascii").split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            params[name] = value
+    return params
+
+
+def _account_list(raw: str | None) -> list[str]:
+    """``List(urn%3Ali%3AsponsoredAccount%3A1,...)`` -> ``["1", ...]``."""
+    match = _LIST.match(raw or "")
+    if match is None:
+        raise ValueError("accounts must be List(<encoded sponsoredAccount URNs>)")
+    ids = []
+    for item in match["items"].split(","):
+        if ":" in item:
+            raise ValueError("accounts: a URN inside List() must be percent-encoded")
+        urn = unquote(item)
+        if not urn.startswith(ACCOUNT_URN) or not urn.removeprefix(ACCOUNT_URN).isdigit():
+            raise ValueError(f"accounts: {urn!r} is not a sponsoredAccount URN")
+        ids.append(urn.removeprefix(ACCOUNT_URN))
+    return ids
+
+
+def _int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValueError(f"{name} must be an integer between {low} and {high}")
+    return int(raw)
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def _decode_token(raw: str | None) -> int:
+    if raw is None:
+        return 0
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(unquote(raw)))["o"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError("pageToken") from exc
+
+
+EMULATOR = LinkedInMarketingSandbox
