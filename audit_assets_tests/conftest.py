@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,17 @@ from audit_assets.config import AuditConfig, parse_config
 from audit_assets.definitions import build_definitions
 from audit_assets.sandbox.meta import MetaGraphSandbox
 from audit_assets.sandbox.server import serve
+from audit_assets.sandbox.world import SandboxAccount
 from audit_assets.schedules import JOB_NAME
+from audit_assets_tests.platform_harness import PlatformClients
 
 TODAY = dt.datetime.now(dt.UTC).date()
 META_TOKEN_ENV = "AUDIT_ASSETS_TEST_META_TOKEN"
+
+# The accounts every platform's emulator serves in the client tests: two active, one closed.
+RETAIL = SandboxAccount("1000000001", "Retail", audiences=8)
+TRAVEL = SandboxAccount("1000000002", "Travel", audiences=5)
+CLOSED = SandboxAccount("1000000003", "Closed", active=False, audiences=3)
 
 
 def today_key() -> str:
@@ -117,3 +125,19 @@ def meta_server(
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:
     events = [e for e in result.all_events if e.is_step_failure]
     return "\n".join(str(e.step_failure_data.error) for e in events if e.step_failure_data.error)
+
+
+@pytest.fixture
+def platform_clients() -> Iterator[PlatformClients]:
+    """Platform clients over real httpx (see platform_harness); every one is closed after the test."""
+    with PlatformClients() as clients:
+        yield clients
+
+
+@pytest.fixture
+def spool_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the stdlib's temp directory at a fresh folder, so the spool's lifetime can be observed."""
+    root = tmp_path / "spool"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root

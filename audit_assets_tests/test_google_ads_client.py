@@ -9,28 +9,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
-import duckdb
 import httpx
 import pytest
 
 from audit_assets.platforms import google_ads
 from audit_assets.platforms.base import (
     AdAccount,
-    AuthContext,
     AuthError,
     BadResponse,
-    ClientSettings,
     PlatformError,
     ThrottleCapExceeded,
 )
-from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
 from audit_assets.sandbox import sandbox_host
 from audit_assets.sandbox.google_ads import (
     DEFAULT_MANAGER,
@@ -39,12 +32,10 @@ from audit_assets.sandbox.google_ads import (
     user_list_id,
 )
 from audit_assets.sandbox.server import serve
-from audit_assets.sandbox.transport import SandboxTransport
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount, audience_name
-from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
-from audit_assets.views import ViewDefinition, ViewSource
-from audit_assets.warehouse import sql
-from audit_assets.warehouse.duckdb import DUCKDB, AuditDuckDBIOManager
+from audit_assets.snapshot import SnapshotIdentity
+from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
+from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
 
 PLATFORM = google_ads.PLATFORM
 BASE_URL = "https://" + sandbox_host("google_ads")
@@ -59,10 +50,6 @@ TODAY = dt.date(2026, 11, 24)
 FETCHED_AT = dt.datetime(2026, 11, 24, 6, 0, 5, tzinfo=dt.UTC)
 LOG = logging.getLogger("audit_assets_tests.google_ads_client")
 MANAGER = DEFAULT_MANAGER.id
-
-RETAIL = SandboxAccount("1000000001", "Retail", audiences=8)
-TRAVEL = SandboxAccount("1000000002", "Travel", audiences=5)
-CLOSED = SandboxAccount("1000000003", "Closed", active=False, audiences=3)
 
 
 def sandbox(
@@ -86,58 +73,12 @@ class Rewriting(GoogleAdsSandbox):
         return httpx.Response(200, json=self.rewrite(request, json.loads(response.content)))
 
 
-@dataclass
-class Harness:
-    client: google_ads.GoogleAdsClient
-    session: ApiSession
-    sleeps: list[float] = field(default_factory=list)
-
-
-Connect = Callable[..., Harness]
-
-
 @pytest.fixture
-def connect() -> Iterator[Connect]:
-    """Build a Google Ads client over real httpx; every httpx.Client opened here is closed afterwards."""
-    opened: list[httpx.Client] = []
-
-    def build(
-        emulator: GoogleAdsSandbox | None = None,
-        *,
-        credentials: dict[str, str] = CREDENTIALS,
-        retry: RetrySettings | None = None,
-        base_url: str = BASE_URL,
-        token_url: str = TOKEN_URL,
-    ) -> Harness:
-        transport = SandboxTransport({"google_ads": emulator}) if emulator is not None else None
-        redact = Redactor(list(credentials.values()))
-        http = httpx.Client(
-            transport=transport,
-            auth=PLATFORM.auth(AuthContext(credentials, token_url, redact.add)),
-            trust_env=False,  # a proxy in the environment must not intercept the 127.0.0.1 server test
-        )
-        opened.append(http)
-        sleeps: list[float] = []
-        session = ApiSession(
-            client=http,
-            platform_title=PLATFORM.title,
-            classify=PLATFORM.classify,
-            settings=retry or RetrySettings(),
-            redact=redact,
-            log=LOG,
-            sleep=sleeps.append,
-            jitter=lambda: 0.0,
-        )
-        settings = ClientSettings(base_url, token_url, credentials, PLATFORM.default_page_size)
-        return Harness(google_ads.connect(settings, session), session, sleeps)
-
-    yield build
-    for http in opened:
-        http.close()
-
-
-def listed(client: google_ads.GoogleAdsClient, account: SandboxAccount) -> list[dict[str, Any]]:
-    return [audience for page in client.audience_pages(AdAccount(account.id)) for audience in page]
+def connect(platform_clients: PlatformClients) -> Connect:
+    """A Google Ads client over real httpx: in-process against an emulator, or over the network without one."""
+    return platform_clients.binding(
+        PLATFORM, log=LOG, base_url=BASE_URL, token_url=TOKEN_URL, credentials=CREDENTIALS
+    )
 
 
 def searches(emulator: GoogleAdsSandbox, customer_id: str | None = None) -> list[httpx.Request]:
@@ -150,7 +91,7 @@ def searches(emulator: GoogleAdsSandbox, customer_id: str | None = None) -> list
 
 
 def expected_ids(account: SandboxAccount) -> list[str]:
-    return [user_list_id(account.id, i) for i in range(account.audiences)]
+    return ids_in_order(account, user_list_id)
 
 
 def direct(*accounts: SandboxAccount, **options: Any) -> GoogleAdsSandbox:
@@ -508,38 +449,9 @@ TABLE = "google_ads_sandbox_google_ads_audiences"
 IDENTITY = SnapshotIdentity("snap-ga-1", TODAY, "run-ga", "google_ads", "sandbox_google_ads")
 
 
-@pytest.fixture
-def spool_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the stdlib's temp directory at a fresh folder, so the spool's lifetime can be observed."""
-    root = tmp_path / "spool"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    return root
-
-
-def snapshot_of(harness: Harness) -> Snapshot:
-    return take_snapshot(
-        client=harness.client,
-        platform=PLATFORM,
-        identity=IDENTITY,
-        sync_ids={},
-        ad_account_ids=None,
-        log=LOG,
-        clock=lambda: FETCHED_AT,
-        chunk_rows=4,
-    )
-
-
-def write(db: Path, snapshot: Snapshot) -> None:
-    """Append the snapshot with the real DuckDB IO manager, as the asset does."""
-    context = dg.build_output_context(
-        asset_key=dg.AssetKey(["hightouch_audit", TABLE]),
-        partition_key=TODAY.isoformat(),
-        definition_metadata={"partition_expr": "ht_snapshot_date"},
-        resource_config={"database": str(db), "connection_config": {}, "schema": None},
-        asset_partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"),
-    )
-    AuditDuckDBIOManager(database=str(db)).create_io_manager(None).handle_output(context, snapshot)
+SNAPSHOTS = SnapshotRig(PLATFORM, IDENTITY, LOG, FETCHED_AT, TABLE, chunk_rows=4)
+snapshot_of = SNAPSHOTS.take
+write = SNAPSHOTS.write
 
 
 def test_v1_view_maps_ids_names_and_sizes_including_nulls_and_int64(
@@ -553,17 +465,14 @@ def test_v1_view_maps_ids_names_and_sizes_including_nulls_and_int64(
 
     write(db, snapshot)
 
-    view = ViewDefinition((ViewSource(TABLE, PLATFORM.v1, PLATFORM.columns),))
-    with duckdb.connect(str(db)) as conn:
-        conn.execute(sql.create_view(DUCKDB, "hightouch_audit", "external_audiences_metadata_v1", view))
-        rows = conn.execute(
-            "SELECT ad_account_id, audience_id, audience_name, audience_size, ht_destination "
-            "FROM hightouch_audit.external_audiences_metadata_v1 ORDER BY audience_id"
-        ).fetchall()
-        raw_size = conn.execute(
-            f"SELECT ht_raw->>'sizeForDisplay' FROM hightouch_audit.{TABLE} WHERE id = ?",
-            [int(user_list_id(RETAIL.id, 4))],
-        ).fetchone()
+    rows = SNAPSHOTS.view_rows(
+        db, "ad_account_id, audience_id, audience_name, audience_size, ht_destination", "audience_id"
+    )
+    raw_size = SNAPSHOTS.query(
+        db,
+        f"SELECT ht_raw->>'sizeForDisplay' FROM hightouch_audit.{TABLE} WHERE id = ?",
+        [int(user_list_id(RETAIL.id, 4))],
+    )[0]
     expected = [
         (
             a.id,

@@ -10,27 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
-import duckdb
 import httpx
 import pytest
 
 from audit_assets.platforms import linkedin
 from audit_assets.platforms.base import (
     AdAccount,
-    AuthContext,
     AuthError,
     BadResponse,
-    ClientSettings,
     ThrottleCapExceeded,
 )
-from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
 from audit_assets.sandbox import sandbox_host
 from audit_assets.sandbox.linkedin import (
     BIG_SIZE_INDEX,
@@ -40,12 +33,10 @@ from audit_assets.sandbox.linkedin import (
     segment_id_of,
 )
 from audit_assets.sandbox.server import serve
-from audit_assets.sandbox.transport import SandboxTransport
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
-from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
-from audit_assets.views import ViewDefinition, ViewSource
-from audit_assets.warehouse import sql
-from audit_assets.warehouse.duckdb import DUCKDB, AuditDuckDBIOManager
+from audit_assets.snapshot import SnapshotIdentity
+from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
+from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
 
 BASE_URL = "https://" + sandbox_host("linkedin")
 TOKEN_URL = BASE_URL + TOKEN_PATH
@@ -57,10 +48,6 @@ TODAY = dt.date(2026, 11, 24)
 NOW = dt.datetime(2026, 11, 24, 10, 0, 0, tzinfo=dt.UTC)
 FETCHED_AT = dt.datetime(2026, 11, 24, 10, 0, 5, tzinfo=dt.UTC)
 LOG = logging.getLogger("audit_assets_tests.linkedin_client")
-
-RETAIL = SandboxAccount("1000000001", "Retail", audiences=8)
-TRAVEL = SandboxAccount("1000000002", "Travel", audiences=5)
-CLOSED = SandboxAccount("1000000003", "Closed", active=False, audiences=3)
 
 
 def sandbox(
@@ -82,63 +69,16 @@ def sandbox(
     )
 
 
-@dataclass
-class Harness:
-    client: linkedin.LinkedInClient
-    redact: Redactor
-    sleeps: list[float] = field(default_factory=list)
-
-
-Connect = Callable[..., Harness]
-
-
 @pytest.fixture
-def connect() -> Iterator[Connect]:
-    """Build a LinkedIn client over real httpx; every httpx.Client opened here is closed afterwards."""
-    opened: list[httpx.Client] = []
-
-    def build(
-        emulator: LinkedInMarketingSandbox,
-        *,
-        page_size: int = 100,
-        retry: RetrySettings | None = None,
-        credentials: Mapping[str, str] = REFRESH_CREDENTIALS,
-        base_url: str = BASE_URL,
-        token_url: str = TOKEN_URL,
-    ) -> Harness:
-        transport = SandboxTransport({"linkedin": emulator})
-        redact = Redactor(list(credentials.values()))
-        http = httpx.Client(
-            transport=transport,
-            auth=linkedin.PLATFORM.auth(AuthContext(credentials, token_url, redact.add)),
-            trust_env=False,
-        )
-        opened.append(http)
-        sleeps: list[float] = []
-        session = ApiSession(
-            client=http,
-            platform_title=linkedin.PLATFORM.title,
-            classify=linkedin.classify,
-            settings=retry or RetrySettings(),
-            redact=redact,
-            log=LOG,
-            sleep=sleeps.append,
-            jitter=lambda: 0.0,
-        )
-        settings = ClientSettings(base_url, token_url, credentials, page_size)
-        return Harness(linkedin.connect(settings, session), redact, sleeps)
-
-    yield build
-    for http in opened:
-        http.close()
-
-
-def listed(client: linkedin.LinkedInClient, account: SandboxAccount) -> list[dict[str, Any]]:
-    return [segment for page in client.audience_pages(AdAccount(account.id)) for segment in page]
+def connect(platform_clients: PlatformClients) -> Connect:
+    """A LinkedIn client over real httpx: in-process against an emulator, or over the network without one."""
+    return platform_clients.binding(
+        linkedin.PLATFORM, log=LOG, base_url=BASE_URL, token_url=TOKEN_URL, credentials=REFRESH_CREDENTIALS
+    )
 
 
 def expected_ids(account: SandboxAccount) -> list[int]:
-    return [segment_id_of(account.id, i) for i in range(account.audiences)]
+    return ids_in_order(account, segment_id_of)
 
 
 def api_requests(emulator: LinkedInMarketingSandbox, resource: str) -> list[httpx.Request]:
@@ -333,41 +273,14 @@ def test_a_base_url_with_a_path_prefix_is_kept(connect: Connect) -> None:
 
 
 IDENTITY = SnapshotIdentity("snap-li-1", TODAY, "run-li", "linkedin", "sandbox_linkedin")
-KEY = dg.AssetKey(["hightouch_audit", "linkedin_sandbox_linkedin_audiences"])
+TABLE = "linkedin_sandbox_linkedin_audiences"
 
 
-@pytest.fixture
-def spool_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the stdlib's temp directory at a fresh folder, so the spool's lifetime can be observed."""
-    root = tmp_path / "spool"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    return root
-
-
-def snapshot_of(harness: Harness, chunk_rows: int = 4) -> Snapshot:
-    return take_snapshot(
-        client=harness.client,
-        platform=linkedin.PLATFORM,
-        identity=IDENTITY,
-        sync_ids={},
-        ad_account_ids=None,
-        log=LOG,
-        clock=lambda: FETCHED_AT,
-        chunk_rows=chunk_rows,
-    )
-
-
-def write(db: Path, snapshot: Snapshot) -> None:
-    io_manager = AuditDuckDBIOManager(database=str(db))
-    context = dg.build_output_context(
-        asset_key=KEY,
-        partition_key=TODAY.isoformat(),
-        definition_metadata={"partition_expr": "ht_snapshot_date"},
-        resource_config={"database": str(db), "connection_config": {}, "schema": None},
-        asset_partitions_def=dg.DailyPartitionsDefinition(start_date="2026-11-01"),
-    )
-    io_manager.create_io_manager(None).handle_output(context, snapshot)
+SNAPSHOTS = SnapshotRig(
+    linkedin.PLATFORM, IDENTITY, LOG, FETCHED_AT, TABLE, partitions_start="2026-11-01", chunk_rows=4
+)
+snapshot_of = SNAPSHOTS.take
+write = SNAPSHOTS.write
 
 
 def test_v1_view_shows_ids_names_and_sizes_including_null_and_above_2_31(
@@ -378,14 +291,11 @@ def test_v1_view_shows_ids_names_and_sizes_including_null_and_above_2_31(
     db = tmp_path / "audit.duckdb"
 
     write(db, snapshot_of(connect(emulator, page_size=3)))
-    table = KEY.path[-1]
-    view = ViewDefinition((ViewSource(table, linkedin.PLATFORM.v1, linkedin.PLATFORM.columns),))
-    with duckdb.connect(str(db)) as conn:
-        conn.execute(sql.create_view(DUCKDB, "hightouch_audit", "external_audiences_metadata_v1", view))
-        rows = conn.execute(
-            "SELECT ad_account_id, audience_id, audience_name, audience_size, ht_destination "
-            "FROM hightouch_audit.external_audiences_metadata_v1 ORDER BY ad_account_id, audience_id"
-        ).fetchall()
+    rows = SNAPSHOTS.view_rows(
+        db,
+        "ad_account_id, audience_id, audience_name, audience_size, ht_destination",
+        "ad_account_id, audience_id",
+    )
 
     expected = sorted(
         (account.id, str(s["id"]), s["name"], s.get("approximateMemberCount"), "linkedin")
@@ -630,25 +540,18 @@ def test_a_size_of_the_wrong_type_names_the_segment_and_field(connect: Connect, 
 # --- a real HTTP server --------------------------------------------------------------------------------------
 
 
-def test_snapshot_over_a_real_http_server() -> None:
+def test_snapshot_over_a_real_http_server(connect: Connect) -> None:
     """The same client, OAuth refresh included, over sockets with keep-alive, not just in-process."""
     emulator = sandbox(expire_after_uses=3)
     with serve(emulator) as url:
-        redact = Redactor(list(REFRESH_CREDENTIALS.values()))
-        auth = linkedin.PLATFORM.auth(AuthContext(REFRESH_CREDENTIALS, url + TOKEN_PATH, redact.add))
-        with httpx.Client(auth=auth, trust_env=False) as http:
-            session = ApiSession(
-                client=http,
-                platform_title="LinkedIn",
-                classify=linkedin.classify,
-                settings=RetrySettings(),
-                redact=redact,
-                log=LOG,
-                sleep=lambda _: pytest.fail("nothing should be waited for"),
-            )
-            client = linkedin.connect(ClientSettings(url, url + TOKEN_PATH, REFRESH_CREDENTIALS, 3), session)
-            accounts = client.active_accounts()
-            segments = {a.id: listed(client, SandboxAccount(a.id, "")) for a in accounts}
+        client = connect(
+            base_url=url,
+            token_url=url + TOKEN_PATH,
+            page_size=3,
+            sleep=lambda _: pytest.fail("nothing should be waited for"),
+        ).client
+        accounts = client.active_accounts()
+        segments = {a.id: listed(client, SandboxAccount(a.id, "")) for a in accounts}
 
     assert [a.id for a in accounts] == [RETAIL.id, TRAVEL.id]
     assert [s["id"] for s in segments[RETAIL.id]] == expected_ids(RETAIL)

@@ -9,9 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +19,24 @@ import pytest
 from audit_assets.platforms import meta
 from audit_assets.platforms.base import (
     AdAccount,
-    AuthContext,
     AuthError,
     BadResponse,
-    ClientSettings,
     PlatformError,
     ThrottleCapExceeded,
 )
-from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
+from audit_assets.platforms.http import RetrySettings
 from audit_assets.sandbox.meta import MetaGraphSandbox, graph_error
 from audit_assets.sandbox.server import serve
-from audit_assets.sandbox.transport import SandboxTransport
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
-from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
+from audit_assets.snapshot import SnapshotIdentity
+from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
+from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
 
 TOKEN = "test-meta-token-7f3c9a"
 BASE_URL = "https://meta.sandbox.invalid"
 TODAY = dt.date(2026, 3, 14)
 FETCHED_AT = dt.datetime(2026, 3, 14, 6, 0, 5, tzinfo=dt.UTC)
 LOG = logging.getLogger("audit_assets_tests.meta_client")
-
-RETAIL = SandboxAccount("1000000001", "Retail", audiences=8)
-TRAVEL = SandboxAccount("1000000002", "Travel", audiences=5)
-CLOSED = SandboxAccount("1000000003", "Closed", active=False, audiences=3)
 
 
 def sandbox(
@@ -58,60 +50,12 @@ def sandbox(
     return cls(accounts, faults=faults, token=TOKEN, today=lambda: TODAY, empty_pages=empty_pages)
 
 
-@dataclass
-class Harness:
-    client: meta.MetaClient
-    session: ApiSession
-    sleeps: list[float] = field(default_factory=list)
-
-
-Connect = Callable[..., Harness]
-
-
 @pytest.fixture
-def connect() -> Iterator[Connect]:
-    """Build a Meta client over real httpx; every httpx.Client opened here is closed afterwards."""
-    opened: list[httpx.Client] = []
-
-    def build(
-        emulator: MetaGraphSandbox | None = None,
-        *,
-        page_size: int = 100,
-        retry: RetrySettings | None = None,
-        token: str = TOKEN,
-        base_url: str = BASE_URL,
-    ) -> Harness:
-        transport = SandboxTransport({"meta": emulator}) if emulator is not None else None
-        # trust_env=False: a proxy in the environment must not intercept the 127.0.0.1 server tests.
-        http = httpx.Client(
-            transport=transport,
-            auth=meta.auth(AuthContext({"access_token": token}, None, lambda _: None)),
-            trust_env=False,
-        )
-        opened.append(http)
-        sleeps: list[float] = []
-        session = ApiSession(
-            client=http,
-            platform_title=meta.PLATFORM.title,
-            classify=meta.classify,
-            settings=retry or RetrySettings(),
-            redact=Redactor([token]),
-            log=LOG,
-            sleep=sleeps.append,
-            jitter=lambda: 0.0,
-        )
-        settings = ClientSettings(
-            base_url=base_url, token_url=None, credentials={"access_token": token}, page_size=page_size
-        )
-        return Harness(meta.connect(settings, session), session, sleeps)
-
-    yield build
-    for http in opened:
-        http.close()
-
-
-def listed(client: meta.MetaClient, account: SandboxAccount) -> list[dict[str, Any]]:
-    return [audience for page in client.audience_pages(AdAccount(account.id)) for audience in page]
+def connect(platform_clients: PlatformClients) -> Connect:
+    """A Meta client over real httpx: in-process against an emulator, or over the network without one."""
+    return platform_clients.binding(
+        meta.PLATFORM, log=LOG, base_url=BASE_URL, credentials={"access_token": TOKEN}
+    )
 
 
 def audience_requests(emulator: MetaGraphSandbox) -> list[httpx.Request]:
@@ -120,7 +64,7 @@ def audience_requests(emulator: MetaGraphSandbox) -> list[httpx.Request]:
 
 def expected_ids(account: SandboxAccount) -> list[str]:
     """The emulator's audience ids, in listing order."""
-    return [f"2385{account.id[-4:]}{i:09d}" for i in range(account.audiences)]
+    return ids_in_order(account, lambda account_id, i: f"2385{account_id[-4:]}{i:09d}")
 
 
 # --- discovery ------------------------------------------------------------------------------------------
@@ -337,7 +281,7 @@ def test_invalid_token_is_an_auth_error_asking_to_reauthorise(connect: Connect) 
     """Graph error 190 cannot be retried away: say so, once, without printing the token."""
     wrong = "wrong-token-5e1d2b"
     emulator = sandbox()
-    harness = connect(emulator, token=wrong)
+    harness = connect(emulator, credentials={"access_token": wrong})
 
     with pytest.raises(AuthError) as info:
         harness.client.active_accounts()
@@ -423,32 +367,8 @@ IDENTITY = SnapshotIdentity(
 )
 
 
-@pytest.fixture
-def spool_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the stdlib's temp directory at a fresh folder, so the spool's lifetime can be observed."""
-    root = tmp_path / "spool"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    return root
-
-
-def snapshot_of(
-    harness: Harness,
-    *,
-    sync_ids: dict[str, str] | None = None,
-    ad_account_ids: frozenset[str] | None = None,
-    chunk_rows: int = 20_000,
-) -> Snapshot:
-    return take_snapshot(
-        client=harness.client,
-        platform=meta.PLATFORM,
-        identity=IDENTITY,
-        sync_ids=sync_ids or {},
-        ad_account_ids=ad_account_ids,
-        log=LOG,
-        clock=lambda: FETCHED_AT,
-        chunk_rows=chunk_rows,
-    )
+SNAPSHOTS = SnapshotRig(meta.PLATFORM, IDENTITY, LOG, FETCHED_AT)
+snapshot_of = SNAPSHOTS.take
 
 
 def test_snapshot_counts_every_audience_of_every_active_account(connect: Connect, spool_root: Path) -> None:

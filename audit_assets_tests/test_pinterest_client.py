@@ -10,29 +10,22 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import dagster as dg
-import duckdb
 import httpx
 import pytest
 
 from audit_assets.platforms import pinterest
 from audit_assets.platforms.base import (
     AdAccount,
-    AuthContext,
     AuthError,
     BadResponse,
-    ClientSettings,
     ThrottleCapExceeded,
 )
-from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
+from audit_assets.platforms.http import RetrySettings
 from audit_assets.sandbox import sandbox_host
 from audit_assets.sandbox.pinterest import (
     DEMO_CREDENTIALS,
@@ -43,12 +36,10 @@ from audit_assets.sandbox.pinterest import (
     pinterest_error,
 )
 from audit_assets.sandbox.server import serve
-from audit_assets.sandbox.transport import SandboxTransport
 from audit_assets.sandbox.world import Fault, FaultKind, Faults, SandboxAccount, audience_name
-from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
-from audit_assets.views import ViewDefinition, ViewSource
-from audit_assets.warehouse import sql
-from audit_assets.warehouse.duckdb import DUCKDB, AuditDuckDBIOManager
+from audit_assets.snapshot import SnapshotIdentity
+from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
+from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
 
 BASE_URL = "https://" + sandbox_host("pinterest")
 TOKEN_URL = BASE_URL + TOKEN_PATH
@@ -61,10 +52,6 @@ SECRETS = (CLIENT_SECRET, REFRESH_TOKEN, ACCESS_TOKEN)
 TODAY = dt.date(2026, 3, 14)
 FETCHED_AT = dt.datetime(2026, 3, 14, 6, 0, 5, tzinfo=dt.UTC)
 LOG = logging.getLogger("audit_assets_tests.pinterest_client")
-
-RETAIL = SandboxAccount("1000000001", "Retail", audiences=8)
-TRAVEL = SandboxAccount("1000000002", "Travel", audiences=5)  # shared through Business Access
-CLOSED = SandboxAccount("1000000003", "Closed", active=False, audiences=3)
 
 
 def sandbox(
@@ -79,7 +66,7 @@ def sandbox(
         accounts,
         faults=faults,
         today=lambda: TODAY,
-        shared={TRAVEL.id},
+        shared={TRAVEL.id},  # TRAVEL is shared through Business Access
         access_token=ACCESS_TOKEN,
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
@@ -88,65 +75,21 @@ def sandbox(
     )
 
 
-@dataclass
-class Harness:
-    client: pinterest.PinterestClient
-    session: ApiSession
-    sleeps: list[float] = field(default_factory=list)
-
-
-Connect = Callable[..., Harness]
-
-
 @pytest.fixture
-def connect() -> Iterator[Connect]:
-    """Build a Pinterest client over real httpx; every httpx.Client opened here is closed afterwards."""
-    opened: list[httpx.Client] = []
-
-    def build(
-        emulator: PinterestSandbox | None = None,
-        *,
-        page_size: int = 100,
-        retry: RetrySettings | None = None,
-        credentials: Mapping[str, str] = REFRESH_CREDENTIALS,
-        base_url: str = BASE_URL,
-        token_url: str = TOKEN_URL,
-    ) -> Harness:
-        redact = Redactor(list(credentials.values()))
-        transport = SandboxTransport({"pinterest": emulator}) if emulator is not None else None
-        http = httpx.Client(
-            transport=transport,
-            auth=pinterest.PLATFORM.auth(AuthContext(credentials, token_url, redact.add)),
-            trust_env=False,  # a proxy in the environment must not intercept the 127.0.0.1 server tests
-        )
-        opened.append(http)
-        sleeps: list[float] = []
-        session = ApiSession(
-            client=http,
-            platform_title=pinterest.PLATFORM.title,
-            classify=pinterest.PLATFORM.classify,
-            settings=retry or RetrySettings(),
-            redact=redact,
-            log=LOG,
-            sleep=sleeps.append,
-            jitter=lambda: 0.0,
-        )
-        settings = ClientSettings(
-            base_url=base_url, token_url=token_url, credentials=credentials, page_size=page_size
-        )
-        return Harness(pinterest.connect(settings, session), session, sleeps)
-
-    yield build
-    for http in opened:
-        http.close()
-
-
-def listed(client: pinterest.PinterestClient, account: SandboxAccount) -> list[dict[str, Any]]:
-    return [audience for page in client.audience_pages(AdAccount(account.id)) for audience in page]
+def connect(platform_clients: PlatformClients) -> Connect:
+    """A Pinterest client over real httpx: in-process against an emulator, or over the network without one."""
+    return platform_clients.binding(
+        pinterest.PLATFORM,
+        log=LOG,
+        base_url=BASE_URL,
+        token_url=TOKEN_URL,
+        credentials=REFRESH_CREDENTIALS,
+        page_size=100,
+    )
 
 
 def expected_ids(account: SandboxAccount) -> list[str]:
-    return [audience_id_of(account.id, i) for i in range(account.audiences)]
+    return ids_in_order(account, audience_id_of)
 
 
 def api_requests(emulator: PinterestSandbox, suffix: str) -> list[httpx.Request]:
@@ -546,38 +489,17 @@ IDENTITY = SnapshotIdentity(
 TABLE = "pinterest_sandbox_pinterest_audiences"
 
 
-@pytest.fixture
-def spool_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the stdlib's temp directory at a fresh folder, so the spool's lifetime can be observed."""
-    root = tmp_path / "spool"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    return root
-
-
-def snapshot_of(harness: Harness, *, ad_account_ids: frozenset[str] | None = None) -> Snapshot:
-    return take_snapshot(
-        client=harness.client,
-        platform=pinterest.PLATFORM,
-        identity=IDENTITY,
-        sync_ids={audience_id_of(RETAIL.id, 1): "90210"},
-        ad_account_ids=ad_account_ids,
-        log=LOG,
-        clock=lambda: FETCHED_AT,
-        chunk_rows=4,
-    )
-
-
-def write(db: Path, snapshot: Snapshot) -> None:
-    """Append a snapshot with the DuckDB IO manager, exactly as the snapshot asset does."""
-    context = dg.build_output_context(
-        asset_key=dg.AssetKey(["hightouch_audit", TABLE]),
-        partition_key=TODAY.isoformat(),
-        definition_metadata={"partition_expr": "ht_snapshot_date"},
-        resource_config={"database": str(db), "connection_config": {}, "schema": None},
-        asset_partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"),
-    )
-    AuditDuckDBIOManager(database=str(db)).create_io_manager(None).handle_output(context, snapshot)
+SNAPSHOTS = SnapshotRig(
+    pinterest.PLATFORM,
+    IDENTITY,
+    LOG,
+    FETCHED_AT,
+    TABLE,
+    sync_ids={audience_id_of(RETAIL.id, 1): "90210"},
+    chunk_rows=4,
+)
+snapshot_of = SNAPSHOTS.take
+write = SNAPSHOTS.write
 
 
 def test_the_v1_view_maps_pinterest_sizes_including_nulls_and_values_beyond_32_bits(
@@ -586,16 +508,14 @@ def test_the_v1_view_maps_pinterest_sizes_including_nulls_and_values_beyond_32_b
     db = tmp_path / "audit.duckdb"
     write(db, snapshot_of(connect(sandbox(), page_size=3)))
 
-    view = ViewDefinition((ViewSource(TABLE, pinterest.PLATFORM.v1, pinterest.PLATFORM.columns),))
-    with duckdb.connect(str(db)) as conn:
-        conn.execute(sql.create_view(DUCKDB, "hightouch_audit", "external_audiences_metadata_v1", view))
-        rows = conn.execute(
-            "SELECT ad_account_id, audience_id, audience_name, audience_size, ht_destination, ht_sync_id "
-            "FROM hightouch_audit.external_audiences_metadata_v1 ORDER BY audience_id"
-        ).fetchall()
-        raw_types = conn.execute(
-            f"SELECT DISTINCT typeof(size) FROM hightouch_audit.{TABLE} WHERE size IS NOT NULL"
-        ).fetchall()
+    rows = SNAPSHOTS.view_rows(
+        db,
+        "ad_account_id, audience_id, audience_name, audience_size, ht_destination, ht_sync_id",
+        "audience_id",
+    )
+    raw_types = SNAPSHOTS.query(
+        db, f"SELECT DISTINCT typeof(size) FROM hightouch_audit.{TABLE} WHERE size IS NOT NULL"
+    )
 
     expected = sorted(
         (

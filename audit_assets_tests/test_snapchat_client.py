@@ -11,38 +11,29 @@ import datetime as dt
 import json
 import logging
 import re
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
-import duckdb
 import httpx
 import pytest
 
 from audit_assets.platforms import snapchat
 from audit_assets.platforms.base import (
     AdAccount,
-    AuthContext,
     AuthError,
     BadResponse,
-    ClientSettings,
     PlatformError,
     ThrottleCapExceeded,
 )
-from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
-from audit_assets.platforms.oauth import RefreshingBearerAuth
+from audit_assets.platforms.http import RetrySettings
 from audit_assets.sandbox import sandbox_host
 from audit_assets.sandbox.server import serve
 from audit_assets.sandbox.snapchat import TOKEN_PATH, SnapchatSandbox, segment_id_of, snap_error
-from audit_assets.sandbox.transport import SandboxTransport
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
-from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
-from audit_assets.views import ViewDefinition, ViewSource
-from audit_assets.warehouse import sql
-from audit_assets.warehouse.duckdb import DUCKDB, AuditDuckDBIOManager
+from audit_assets.snapshot import SnapshotIdentity
+from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
+from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
 
 CREDENTIALS = {
     "client_id": "test-snap-client-7d1e",
@@ -55,9 +46,6 @@ TODAY = dt.date(2026, 3, 14)
 FETCHED_AT = dt.datetime(2026, 3, 14, 6, 0, 5, tzinfo=dt.UTC)
 LOG = logging.getLogger("audit_assets_tests.snapchat_client")
 
-RETAIL = SandboxAccount("1000000001", "Retail", audiences=8)
-TRAVEL = SandboxAccount("1000000002", "Travel", audiences=5)
-CLOSED = SandboxAccount("1000000003", "Closed", active=False, audiences=3)
 BIG = SandboxAccount("3000000001", "Big", audiences=120)
 
 
@@ -71,62 +59,19 @@ def sandbox(
     return cls(accounts, credentials=CREDENTIALS, today=lambda: TODAY, **options)
 
 
-@dataclass
-class Harness:
-    client: snapchat.SnapchatClient
-    session: ApiSession
-    auth: RefreshingBearerAuth
-    sleeps: list[float] = field(default_factory=list)
-
-
-Connect = Callable[..., Harness]
-
-
 @pytest.fixture
-def connect() -> Iterator[Connect]:
-    """Build a Snapchat client over real httpx; every httpx.Client opened here is closed afterwards."""
-    opened: list[httpx.Client] = []
+def connect(platform_clients: PlatformClients) -> Connect:
+    """A Snapchat client over real httpx: in-process against an emulator, or over the network without one.
 
-    def build(
-        emulator: SnapchatSandbox | None = None,
-        *,
-        page_size: int = 1000,
-        retry: RetrySettings | None = None,
-        credentials: Mapping[str, str] = CREDENTIALS,
-        base_url: str = BASE_URL,
-    ) -> Harness:
-        transport = SandboxTransport({"snapchat": emulator}) if emulator is not None else None
-        redact = Redactor(list(credentials.values()))
-        auth = snapchat.PLATFORM.auth(AuthContext(credentials, base_url + TOKEN_PATH, redact.add))
-        assert isinstance(auth, RefreshingBearerAuth)
-        # trust_env=False: a proxy in the environment must not intercept the 127.0.0.1 server tests.
-        http = httpx.Client(transport=transport, auth=auth, trust_env=False)
-        opened.append(http)
-        sleeps: list[float] = []
-        session = ApiSession(
-            client=http,
-            platform_title=snapchat.PLATFORM.title,
-            classify=snapchat.classify,
-            settings=retry or RetrySettings(),
-            redact=redact,
-            log=LOG,
-            sleep=sleeps.append,
-            jitter=lambda: 0.0,
-        )
-        settings = ClientSettings(base_url, base_url + TOKEN_PATH, credentials, page_size)
-        return Harness(snapchat.connect(settings, session), session, auth, sleeps)
-
-    yield build
-    for http in opened:
-        http.close()
-
-
-def listed(client: snapchat.SnapchatClient, account: SandboxAccount) -> list[dict[str, Any]]:
-    return [segment for page in client.audience_pages(AdAccount(account.id)) for segment in page]
+    The token URL follows base_url, so a served emulator also answers the OAuth refresh.
+    """
+    return platform_clients.binding(
+        snapchat.PLATFORM, log=LOG, base_url=BASE_URL, token_path=TOKEN_PATH, credentials=CREDENTIALS
+    )
 
 
 def expected_ids(account: SandboxAccount) -> list[str]:
-    return [segment_id_of(account.id, i) for i in range(account.audiences)]
+    return ids_in_order(account, segment_id_of)
 
 
 def segment_requests(emulator: SnapchatSandbox) -> list[httpx.Request]:
@@ -570,38 +515,18 @@ IDENTITY = SnapshotIdentity(
 TABLE = "snapchat_sandbox_audiences"
 
 
-@pytest.fixture
-def spool_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the stdlib's temp directory at a fresh folder, so the spool's lifetime can be observed."""
-    root = tmp_path / "spool"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    return root
-
-
-def snapshot_of(harness: Harness) -> Snapshot:
-    return take_snapshot(
-        client=harness.client,
-        platform=snapchat.PLATFORM,
-        identity=IDENTITY,
-        sync_ids={segment_id_of(RETAIL.id, 1): "90210"},
-        ad_account_ids=None,
-        log=LOG,
-        clock=lambda: FETCHED_AT,
-        chunk_rows=4,
-    )
-
-
-def write(db: Path, snapshot: Snapshot) -> None:
-    """Append the snapshot with the real DuckDB IO manager, as the asset's output would."""
-    context = dg.build_output_context(
-        asset_key=dg.AssetKey(["hightouch_audit", TABLE]),
-        partition_key=TODAY.isoformat(),
-        definition_metadata={"partition_expr": "ht_snapshot_date"},
-        resource_config={"database": str(db), "connection_config": {}, "schema": None},
-        asset_partitions_def=dg.DailyPartitionsDefinition(start_date="2026-03-01"),
-    )
-    AuditDuckDBIOManager(database=str(db)).create_io_manager(None).handle_output(context, snapshot)
+SNAPSHOTS = SnapshotRig(
+    snapchat.PLATFORM,
+    IDENTITY,
+    LOG,
+    FETCHED_AT,
+    TABLE,
+    partitions_start="2026-03-01",
+    sync_ids={segment_id_of(RETAIL.id, 1): "90210"},
+    chunk_rows=4,
+)
+snapshot_of = SNAPSHOTS.take
+write = SNAPSHOTS.write
 
 
 def test_spooled_rows_hold_the_segment_as_returned(connect: Connect, spool_root: Path) -> None:
@@ -633,17 +558,16 @@ def test_v1_view_maps_ids_names_and_sizes_including_nulls_and_64_bit(
     db = tmp_path / "audit.duckdb"
     write(db, snapshot_of(connect(emulator)))
 
-    view = ViewDefinition((ViewSource(TABLE, snapchat.PLATFORM.v1, snapchat.PLATFORM.columns),))
-    with duckdb.connect(str(db)) as conn:
-        conn.execute(sql.create_view(DUCKDB, "hightouch_audit", "external_audiences_metadata_v1", view))
-        rows = conn.execute(
-            "SELECT ad_account_id, audience_id, audience_name, audience_size, ht_destination, ht_sync_id "
-            "FROM hightouch_audit.external_audiences_metadata_v1 ORDER BY audience_id"
-        ).fetchall()
-        (size_type,) = conn.execute(
-            "SELECT data_type FROM information_schema.columns "
-            "WHERE table_name = 'external_audiences_metadata_v1' AND column_name = 'audience_size'"
-        ).fetchone()
+    rows = SNAPSHOTS.view_rows(
+        db,
+        "ad_account_id, audience_id, audience_name, audience_size, ht_destination, ht_sync_id",
+        "audience_id",
+    )
+    (size_type,) = SNAPSHOTS.query(
+        db,
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 'external_audiences_metadata_v1' AND column_name = 'audience_size'",
+    )[0]
 
     expected = sorted(
         (

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import dagster as dg
 import fakesnow
 import fakesnow.cursor
 import pytest
@@ -17,7 +16,13 @@ import snowflake.connector
 import sqlglot
 
 from audit_assets_tests.conftest import Workspace, failure_messages, sandbox_meta
-from audit_assets_tests.test_duckdb_io_manager import spool
+from audit_assets_tests.platform_harness import (
+    DEMO_DAY,
+    DEMO_PARTITIONS_START,
+    DEMO_TABLE,
+    demo_meta_snapshot,
+    output_context,
+)
 
 SF_ENV = {"SF_ACCOUNT": "acme-xy12345", "SF_USER": "AUDIT_LOADER", "SF_PASSWORD": "sf-password-value-19"}
 
@@ -119,21 +124,17 @@ def test_a_failure_during_the_load_leaves_no_row_of_that_snapshot(statements: li
 
     def write(snapshot: Any) -> None:
         settings = {"database": "ANALYTICS", "account": "x", "user": "u", "password": "p"}
-        context = dg.build_output_context(
-            asset_key=dg.AssetKey(["hightouch_audit", "meta_io_audiences"]),
-            partition_key="2026-11-24",
-            definition_metadata={"partition_expr": "ht_snapshot_date"},
-            resource_config={**settings, "schema": None},
-            asset_partitions_def=dg.DailyPartitionsDefinition(start_date="2026-11-01"),
+        context = output_context(
+            DEMO_TABLE, DEMO_DAY.isoformat(), DEMO_PARTITIONS_START, {**settings, "schema": None}
         )
         AuditSnowflakeIOManager(**settings).create_io_manager(None).handle_output(context, snapshot)
 
-    write(spool("snap-1"))
-    broken = spool("snap-2")  # several row groups: some reach the staging table before the cut
+    write(demo_meta_snapshot("snap-1"))
+    broken = demo_meta_snapshot("snap-2")  # several row groups: some reach the staging table before the cut
     broken.path.write_bytes(broken.path.read_bytes()[:-40])
     with pytest.raises(Exception):  # noqa: B017 - whatever the reader raises, nothing may be written
         write(broken)
-    write(spool("snap-1"))  # a retry of the first: already there, nothing added
+    write(demo_meta_snapshot("snap-1"))  # a retry of the first: already there, nothing added
     assert query("SELECT ht_snapshot_id, count(*) FROM HIGHTOUCH_AUDIT.META_IO_AUDIENCES GROUP BY 1") == [
         ("snap-1", 13)
     ]

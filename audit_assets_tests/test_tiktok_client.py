@@ -9,28 +9,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
-import duckdb
 import httpx
 import pytest
 
 from audit_assets.platforms import tiktok
 from audit_assets.platforms.base import (
     AdAccount,
-    AuthContext,
     AuthError,
     BadResponse,
-    ClientSettings,
     PlatformError,
     ThrottleCapExceeded,
 )
-from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
+from audit_assets.platforms.http import RetrySettings
 from audit_assets.sandbox import sandbox_host
 from audit_assets.sandbox.server import serve
 from audit_assets.sandbox.tiktok import (
@@ -38,12 +32,10 @@ from audit_assets.sandbox.tiktok import (
     audience_id_of,
     sandbox_audience,
 )
-from audit_assets.sandbox.transport import SandboxTransport
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
-from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
-from audit_assets.views import ViewDefinition, ViewSource
-from audit_assets.warehouse import sql
-from audit_assets.warehouse.duckdb import DUCKDB, AuditDuckDBIOManager
+from audit_assets.snapshot import SnapshotIdentity
+from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
+from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
 
 TOKEN = "test-tiktok-token-4b8e1f"
 APP_ID = "7311122233344455566"
@@ -53,10 +45,6 @@ BASE_URL = "https://" + sandbox_host("tiktok")
 TODAY = dt.date(2026, 3, 14)
 FETCHED_AT = dt.datetime(2026, 3, 14, 6, 0, 5, tzinfo=dt.UTC)
 LOG = logging.getLogger("audit_assets_tests.tiktok_client")
-
-RETAIL = SandboxAccount("1000000001", "Retail", audiences=8)
-TRAVEL = SandboxAccount("1000000002", "Travel", audiences=5)
-CLOSED = SandboxAccount("1000000003", "Closed", active=False, audiences=3)
 
 
 def sandbox(
@@ -78,63 +66,14 @@ def sandbox(
     )
 
 
-@dataclass
-class Harness:
-    client: tiktok.TikTokClient
-    session: ApiSession
-    sleeps: list[float] = field(default_factory=list)
-
-
-Connect = Callable[..., Harness]
-
-
 @pytest.fixture
-def connect() -> Iterator[Connect]:
-    """Build a TikTok client over real httpx; every httpx.Client opened here is closed afterwards."""
-    opened: list[httpx.Client] = []
-
-    def build(
-        emulator: TikTokBusinessSandbox | None = None,
-        *,
-        page_size: int = 100,
-        retry: RetrySettings | None = None,
-        credentials: dict[str, str] | None = None,
-        base_url: str = BASE_URL,
-    ) -> Harness:
-        creds = credentials or CREDENTIALS
-        transport = SandboxTransport({"tiktok": emulator}) if emulator is not None else None
-        # trust_env=False: a proxy in the environment must not intercept the 127.0.0.1 server tests.
-        http = httpx.Client(
-            transport=transport,
-            auth=tiktok.PLATFORM.auth(AuthContext(creds, None, lambda _: None)),
-            trust_env=False,
-        )
-        opened.append(http)
-        sleeps: list[float] = []
-        session = ApiSession(
-            client=http,
-            platform_title=tiktok.PLATFORM.title,
-            classify=tiktok.classify,
-            settings=retry or RetrySettings(),
-            redact=Redactor(list(creds.values())),
-            log=LOG,
-            sleep=sleeps.append,
-            jitter=lambda: 0.0,
-        )
-        settings = ClientSettings(base_url=base_url, token_url=None, credentials=creds, page_size=page_size)
-        return Harness(tiktok.connect(settings, session), session, sleeps)
-
-    yield build
-    for http in opened:
-        http.close()
-
-
-def listed(client: tiktok.TikTokClient, account: SandboxAccount) -> list[dict[str, Any]]:
-    return [audience for page in client.audience_pages(AdAccount(account.id)) for audience in page]
+def connect(platform_clients: PlatformClients) -> Connect:
+    """A TikTok client over real httpx: in-process against an emulator, or over the network without one."""
+    return platform_clients.binding(tiktok.PLATFORM, log=LOG, base_url=BASE_URL, credentials=CREDENTIALS)
 
 
 def expected_ids(account: SandboxAccount) -> list[str]:
-    return [audience_id_of(account.id, i) for i in range(account.audiences)]
+    return ids_in_order(account, audience_id_of)
 
 
 def paths(emulator: TikTokBusinessSandbox, endswith: str) -> list[httpx.Request]:
@@ -490,38 +429,11 @@ IDENTITY = SnapshotIdentity(
 TABLE = "tiktok_sandbox_tiktok_audiences"
 
 
-@pytest.fixture
-def spool_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the stdlib's temp directory at a fresh folder, so the spool's lifetime can be observed."""
-    root = tmp_path / "spool"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    return root
-
-
-def snapshot_of(harness: Harness, *, chunk_rows: int = 20_000) -> Snapshot:
-    return take_snapshot(
-        client=harness.client,
-        platform=tiktok.PLATFORM,
-        identity=IDENTITY,
-        sync_ids={audience_id_of(RETAIL.id, 1): "90210"},
-        ad_account_ids=None,
-        log=LOG,
-        clock=lambda: FETCHED_AT,
-        chunk_rows=chunk_rows,
-    )
-
-
-def write(db: Path, snapshot: Snapshot) -> None:
-    io_manager = AuditDuckDBIOManager(database=str(db))
-    context = dg.build_output_context(
-        asset_key=dg.AssetKey(["hightouch_audit", TABLE]),
-        partition_key=TODAY.isoformat(),
-        definition_metadata={"partition_expr": "ht_snapshot_date"},
-        resource_config={"database": str(db), "connection_config": {}, "schema": None},
-        asset_partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"),
-    )
-    io_manager.create_io_manager(None).handle_output(context, snapshot)
+SNAPSHOTS = SnapshotRig(
+    tiktok.PLATFORM, IDENTITY, LOG, FETCHED_AT, TABLE, sync_ids={audience_id_of(RETAIL.id, 1): "90210"}
+)
+snapshot_of = SNAPSHOTS.take
+write = SNAPSHOTS.write
 
 
 def test_v1_view_maps_cover_num_with_nulls_and_sizes_above_int32(
@@ -531,13 +443,11 @@ def test_v1_view_maps_cover_num_with_nulls_and_sizes_above_int32(
     db = tmp_path / "audit.duckdb"
     write(db, snapshot_of(connect(sandbox(), page_size=3), chunk_rows=4))
 
-    view = ViewDefinition((ViewSource(TABLE, tiktok.PLATFORM.v1, tiktok.PLATFORM.columns),))
-    with duckdb.connect(str(db)) as conn:
-        conn.execute(sql.create_view(DUCKDB, "hightouch_audit", "external_audiences_metadata_v1", view))
-        rows = conn.execute(
-            "SELECT ad_account_id, audience_id, audience_name, audience_size, ht_destination, ht_sync_id, "
-            "ht_fetched_at FROM hightouch_audit.external_audiences_metadata_v1 ORDER BY audience_id"
-        ).fetchall()
+    rows = SNAPSHOTS.view_rows(
+        db,
+        "ad_account_id, audience_id, audience_name, audience_size, ht_destination, ht_sync_id, ht_fetched_at",
+        "audience_id",
+    )
 
     expected = sorted(
         (

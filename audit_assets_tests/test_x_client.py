@@ -10,15 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import dagster as dg
-import duckdb
 import httpx
 import pytest
 from oauthlib.oauth1.rfc5849.utils import parse_authorization_header
@@ -26,17 +22,14 @@ from oauthlib.oauth1.rfc5849.utils import parse_authorization_header
 from audit_assets.platforms import x
 from audit_assets.platforms.base import (
     AdAccount,
-    AuthContext,
     AuthError,
     BadResponse,
-    ClientSettings,
     PlatformError,
     ThrottleCapExceeded,
 )
-from audit_assets.platforms.http import ApiSession, Redactor, RetrySettings
+from audit_assets.platforms.http import RetrySettings
 from audit_assets.sandbox import sandbox_host
 from audit_assets.sandbox.server import serve
-from audit_assets.sandbox.transport import SandboxTransport
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets.sandbox.x import (
     DEMO_CREDENTIALS,
@@ -46,10 +39,9 @@ from audit_assets.sandbox.x import (
     audience_id_of,
     x_error,
 )
-from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
-from audit_assets.views import ViewDefinition, ViewSource
-from audit_assets.warehouse import sql
-from audit_assets.warehouse.duckdb import DUCKDB, AuditDuckDBIOManager
+from audit_assets.snapshot import SnapshotIdentity
+from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
+from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
 
 KEYS = {
     "consumer_key": "test-x-consumer-key-7Qd",
@@ -65,10 +57,6 @@ FETCHED_AT = dt.datetime(2026, 3, 14, 6, 0, 5, tzinfo=dt.UTC)
 LOG = logging.getLogger("audit_assets_tests.x_client")
 TABLE = "x_sandbox_x_audiences"
 
-RETAIL = SandboxAccount("1000000001", "Retail", audiences=8)
-TRAVEL = SandboxAccount("1000000002", "Travel", audiences=5)
-CLOSED = SandboxAccount("1000000003", "Closed", active=False, audiences=3)
-
 
 def sandbox(
     accounts: tuple[SandboxAccount, ...] = (RETAIL, TRAVEL, CLOSED),
@@ -80,64 +68,14 @@ def sandbox(
     return cls(accounts, faults=faults, credentials=KEYS, today=lambda: TODAY, clock=lambda: NOW)
 
 
-@dataclass
-class Harness:
-    client: x.XAdsClient
-    session: ApiSession
-    sleeps: list[float] = field(default_factory=list)
-
-
-Connect = Callable[..., Harness]
-
-
 @pytest.fixture
-def connect() -> Iterator[Connect]:
-    """Build an X client over real httpx; every httpx.Client opened here is closed afterwards."""
-    opened: list[httpx.Client] = []
-
-    def build(
-        emulator: XAdsSandbox | None = None,
-        *,
-        page_size: int = 1000,
-        retry: RetrySettings | None = None,
-        credentials: dict[str, str] = KEYS,
-        base_url: str = BASE_URL,
-    ) -> Harness:
-        transport = SandboxTransport({"x": emulator}) if emulator is not None else None
-        redact = Redactor(list(credentials.values()))
-        http = httpx.Client(
-            transport=transport,
-            auth=x.PLATFORM.auth(AuthContext(credentials, None, redact.add)),
-            trust_env=False,  # a proxy in the environment must not intercept the 127.0.0.1 server tests
-        )
-        opened.append(http)
-        sleeps: list[float] = []
-        session = ApiSession(
-            client=http,
-            platform_title=x.PLATFORM.title,
-            classify=x.PLATFORM.classify,
-            settings=retry or RetrySettings(),
-            redact=redact,
-            log=LOG,
-            sleep=sleeps.append,
-            jitter=lambda: 0.0,
-        )
-        settings = ClientSettings(
-            base_url=base_url, token_url=None, credentials=credentials, page_size=page_size
-        )
-        return Harness(x.PLATFORM.connect(settings, session), session, sleeps)
-
-    yield build
-    for http in opened:
-        http.close()
-
-
-def listed(client: x.XAdsClient, account: SandboxAccount) -> list[dict[str, Any]]:
-    return [audience for page in client.audience_pages(AdAccount(account.id)) for audience in page]
+def connect(platform_clients: PlatformClients) -> Connect:
+    """An X client over real httpx: in-process against an emulator, or over the network without one."""
+    return platform_clients.binding(x.PLATFORM, log=LOG, base_url=BASE_URL, credentials=KEYS)
 
 
 def expected_ids(account: SandboxAccount) -> list[str]:
-    return [audience_id_of(account.id, i) for i in range(account.audiences)]
+    return ids_in_order(account, audience_id_of)
 
 
 def audience_requests(emulator: XAdsSandbox) -> list[httpx.Request]:
@@ -430,38 +368,11 @@ IDENTITY = SnapshotIdentity(
 )
 
 
-@pytest.fixture
-def spool_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the stdlib's temp directory at a fresh folder, so the spool's lifetime can be observed."""
-    root = tmp_path / "spool"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    return root
-
-
-def snapshot_of(harness: Harness, *, chunk_rows: int = 20_000) -> Snapshot:
-    return take_snapshot(
-        client=harness.client,
-        platform=x.PLATFORM,
-        identity=IDENTITY,
-        sync_ids={audience_id_of(RETAIL.id, 1): "90210"},
-        ad_account_ids=None,
-        log=LOG,
-        clock=lambda: FETCHED_AT,
-        chunk_rows=chunk_rows,
-    )
-
-
-def write(db: Path, snapshot: Snapshot) -> None:
-    io_manager = AuditDuckDBIOManager(database=str(db))
-    context = dg.build_output_context(
-        asset_key=dg.AssetKey(["hightouch_audit", TABLE]),
-        partition_key=TODAY.isoformat(),
-        definition_metadata={"partition_expr": "ht_snapshot_date"},
-        resource_config={"database": str(db), "connection_config": {}, "schema": None},
-        asset_partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"),
-    )
-    io_manager.create_io_manager(None).handle_output(context, snapshot)
+SNAPSHOTS = SnapshotRig(
+    x.PLATFORM, IDENTITY, LOG, FETCHED_AT, TABLE, sync_ids={audience_id_of(RETAIL.id, 1): "90210"}
+)
+snapshot_of = SNAPSHOTS.take
+write = SNAPSHOTS.write
 
 
 def test_v1_view_maps_audience_size_with_nulls_and_sizes_above_int32(
@@ -477,13 +388,11 @@ def test_v1_view_maps_audience_size_with_nulls_and_sizes_above_int32(
     db = tmp_path / "audit.duckdb"
     write(db, snapshot_of(connect(emulator, page_size=3), chunk_rows=4))
 
-    view = ViewDefinition((ViewSource(TABLE, x.PLATFORM.v1, x.PLATFORM.columns),))
-    with duckdb.connect(str(db)) as conn:
-        conn.execute(sql.create_view(DUCKDB, "hightouch_audit", "external_audiences_metadata_v1", view))
-        rows = conn.execute(
-            "SELECT ad_account_id, audience_id, audience_name, audience_size, ht_destination, ht_sync_id, "
-            "ht_fetched_at FROM hightouch_audit.external_audiences_metadata_v1 ORDER BY audience_id"
-        ).fetchall()
+    rows = SNAPSHOTS.view_rows(
+        db,
+        "ad_account_id, audience_id, audience_name, audience_size, ht_destination, ht_sync_id, ht_fetched_at",
+        "audience_id",
+    )
 
     assert [r[:4] for r in rows] == [
         (account_id, audience_id, a["name"], a["audience_size"])
@@ -574,21 +483,11 @@ def test_the_demo_credentials_open_the_default_sandbox(connect: Connect) -> None
 # --- a real HTTP server ----------------------------------------------------------------------------------------
 
 
-def test_snapshot_over_a_real_http_server(spool_root: Path) -> None:
+def test_snapshot_over_a_real_http_server(connect: Connect, spool_root: Path) -> None:
     """Signatures hold over sockets too: the signed URL is the one the server sees (host, port, query)."""
     emulator = sandbox()
-    with serve(emulator) as url, httpx.Client(auth=x.OAuth1Auth(*KEYS.values()), trust_env=False) as http:
-        session = ApiSession(
-            client=http,
-            platform_title="X",
-            classify=x.classify,
-            settings=RetrySettings(),
-            redact=Redactor(list(KEYS.values())),
-            log=LOG,
-            sleep=lambda _: None,
-        )
-        client = x.connect(ClientSettings(url, None, KEYS, page_size=3), session)
-        snapshot = snapshot_of(Harness(client, session))
+    with serve(emulator) as url:
+        snapshot = snapshot_of(connect(base_url=url, page_size=3, sleep=lambda _: None))
 
     try:
         assert snapshot.audiences_by_account == {RETAIL.id: 8, TRAVEL.id: 5}
