@@ -19,13 +19,7 @@ from audit_assets.catalog import (
 )
 from audit_assets.config import AuditConfig, DestinationConfig
 from audit_assets.platforms import PLATFORMS
-from audit_assets.platforms.base import (
-    AccountsNotFound,
-    AuthError,
-    BadResponse,
-    PlatformError,
-    ThrottleCapExceeded,
-)
+from audit_assets.platforms.base import PlatformError, TransientExhausted
 from audit_assets.platforms.http import ApiSession
 from audit_assets.resources import AdPlatformResource, HightouchResource
 from audit_assets.snapshot import (
@@ -156,12 +150,11 @@ def build_destination_asset(
                     log=context.log,
                 )
         except PlatformError as exc:
-            # Already redacted; nothing was written. Only exhausted transient errors may heal by retrying.
+            # Already redacted; nothing was written. Only transient failures that outlasted the
+            # client's own retries may heal on a later step attempt; wrong answers and refusals do not.
             raise dg.Failure(
                 description=f"{exc}\nNothing was written for this snapshot.",
-                allow_retries=not isinstance(
-                    exc, AuthError | BadResponse | ThrottleCapExceeded | AccountsNotFound
-                ),
+                allow_retries=isinstance(exc, TransientExhausted),
             ) from None
         try:
             yield from _report(snapshot, session, platform.title, from_hightouch)

@@ -80,19 +80,21 @@ class AdPlatformResource(_HttpResource):
     def open(self, log: logging.Logger) -> Iterator[tuple[AudienceClient, ApiSession]]:
         """A platform client for one snapshot, on its own keep-alive HTTP client."""
         platform = PLATFORMS[self.platform]
+        # Secrets mounted from files often end in a newline, which no HTTP header may carry.
+        credentials = {name: value.strip() for name, value in self.credentials.items()}
         with self._session(
             title=platform.title,
             make_auth=lambda redact: platform.auth(
-                AuthContext(self.credentials, self.token_url or platform.default_token_url, redact.add)
+                AuthContext(credentials, self.token_url or platform.default_token_url, redact.add)
             ),
             classify=platform.classify,
-            secrets=list(self.credentials.values()),
+            secrets=[*credentials.values(), *self.credentials.values()],
             log=log,
         ) as session:
             settings = ClientSettings(
                 base_url=self.base_url,
                 token_url=self.token_url or platform.default_token_url,
-                credentials=self.credentials,
+                credentials=credentials,
                 page_size=self.page_size,
             )
             yield platform.connect(settings, session), session
@@ -108,7 +110,7 @@ class HightouchResource(_HttpResource):
     def open(self, log: logging.Logger) -> Iterator[HightouchClient]:
         with self._session(
             title="Hightouch",
-            make_auth=lambda _: BearerAuth(self.api_key),
+            make_auth=lambda _: BearerAuth(self.api_key.strip()),
             classify=hightouch.classify,
             secrets=[self.api_key],
             log=log,

@@ -80,6 +80,7 @@ def test_a_refused_refresh_token_is_an_auth_error_without_secrets() -> None:
     with pytest.raises(AuthError, match="invalid_grant") as info:
         session.get_json("https://api.example.test/items", what="listing")
     assert "stale-token" not in str(info.value) and "csecret" not in str(info.value)
+    assert "while listing" in str(info.value), "the refusal says which call needed the token"
 
 
 def test_a_token_endpoint_outage_is_retried_by_the_shared_policy() -> None:

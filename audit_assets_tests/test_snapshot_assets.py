@@ -235,3 +235,29 @@ def test_throttle_beyond_the_cap_fails_the_run_with_nothing_written(
     assert not result.success
     assert "max_throttle_wait_seconds" in failure_messages(result)
     assert not workspace.table_exists("meta_served_meta_audiences")  # the first account's rows neither
+
+
+def test_a_secret_ending_in_a_newline_still_works(workspace: Workspace, meta_server, monkeypatch) -> None:
+    """Secrets mounted from files often end in a newline; no HTTP header may carry one."""
+    _, dest = meta_server()
+    monkeypatch.setenv("AUDIT_ASSETS_TEST_META_TOKEN", "test-meta-token-4f9a\n")
+    assert workspace.run(workspace.config([dest])).success
+
+
+def test_a_malformed_secret_fails_without_quoting_it(workspace: Workspace, meta_server, monkeypatch) -> None:
+    _, dest = meta_server()
+    monkeypatch.setenv("AUDIT_ASSETS_TEST_META_TOKEN", "broken\ntoken-part-8d2c")
+    result = workspace.run(workspace.config([dest]))
+    assert not result.success
+    assert "malformed" in failure_messages(result)
+    assert not any("token-part-8d2c" in str(e) for e in workspace.instance.all_logs(result.run_id))
+
+
+def test_a_wrong_answer_is_not_retried_as_a_step(workspace: Workspace, meta_server) -> None:
+    """Step retries are for transient failures that outlasted the client's retries, not bad answers."""
+    emulator, dest = meta_server()
+    emulator.faults.add(FaultKind.MALFORMED, times=5, path_contains="customaudiences")
+    config = workspace.config([dest], snapshots={"retry_base_delay_seconds": 0.01, "step_retries": 1})
+    result = workspace.run(config)
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

@@ -29,6 +29,10 @@ class AuthError(PlatformError):
         self.codes = codes  # the platform's error codes, e.g. Google's CUSTOMER_NOT_ENABLED
 
 
+class TransientExhausted(PlatformError):
+    """Transient failures (5xx, dropped connections) outlasted every retry; a later attempt may work."""
+
+
 class ThrottleCapExceeded(PlatformError):
     """The platform asked us to wait longer than the configured cap allows."""
 

@@ -22,6 +22,7 @@ from audit_assets.platforms.base import (
     PlatformError,
     ThrottleCapExceeded,
     TokenEndpointUnavailable,
+    TransientExhausted,
 )
 
 REDACTED = "[redacted]"
@@ -84,7 +85,9 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
+            # Also the escaped form (repr), in which messages quote a secret holding a newline or tab.
+            for form in {secret, repr(secret)[1:-1]}:
+                text = text.replace(form, REDACTED)
         return text
 
 
@@ -149,6 +152,17 @@ class ApiSession:
             self.requests_sent += 1
             try:
                 response = self._client.request(method, url, params=params, json=json_body, headers=headers)
+            except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
+                # Our own request is malformed, e.g. a secret with a trailing newline in a header. The
+                # exception text quotes that header, so only its type is reported; retrying cannot help.
+                raise PlatformError(
+                    f"{self._title} could not send a request while {what} ({type(exc).__name__}): a "
+                    "credential or URL is malformed, for example a secret with a trailing newline"
+                ) from None
+            except AuthError as exc:  # raised inside an auth flow (an OAuth refresh was refused)
+                raise AuthError(
+                    self._redact(f"{self._title}, while {what}: {exc}"), codes=exc.codes
+                ) from None
             except (httpx.TransportError, TokenEndpointUnavailable) as exc:
                 failures = self._retry_or_raise(failures, f"{type(exc).__name__}: {exc}", what)
                 continue
@@ -178,7 +192,7 @@ class ApiSession:
 
     def _retry_or_raise(self, failures: int, detail: str, what: str) -> int:
         if failures >= self._settings.max_retries:
-            raise PlatformError(
+            raise TransientExhausted(
                 self._redact(f"{self._title} failed while {what} after {failures + 1} attempts: {detail}")
             )
         delay = self._backoff(failures)
@@ -224,7 +238,7 @@ def _position(exc: Exception) -> str:
 def _default_verdict(response: httpx.Response, body: Any, parse_error: str | None) -> Verdict | None:
     status = response.status_code
     if status == 429:
-        return Throttled(f"HTTP {status}", _retry_after(response))
+        return Throttled(f"HTTP {status}", retry_after_seconds(response))
     if status >= 500:
         return Transient(f"HTTP {status}")
     if status in (401, 403):
@@ -236,7 +250,8 @@ def _default_verdict(response: httpx.Response, body: Any, parse_error: str | Non
     return None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` header in seconds, when it is a number."""
     value = response.headers.get("retry-after")
     try:
         return float(value) if value is not None else None

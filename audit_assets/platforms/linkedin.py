@@ -53,6 +53,7 @@ from audit_assets.platforms.http import (
     Throttled,
     Transient,
     Verdict,
+    retry_after_seconds,
 )
 from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
 from audit_assets.views import V1Mapping
@@ -112,7 +113,7 @@ def classify(response: httpx.Response, body: Any) -> Verdict | None:
             return Throttled(
                 f"{detail}; LinkedIn's daily limits reset at 00:00 UTC", _seconds_to_utc_midnight(response)
             )
-        return Throttled(detail, _retry_after(response))
+        return Throttled(detail, retry_after_seconds(response))
     if status == 401:
         return AuthFailed(
             f"{detail}. The access token is invalid, expired (they last 60 days) or revoked: configure "
@@ -152,14 +153,6 @@ def _seconds_to_utc_midnight(response: httpx.Response) -> float:
             now = email.utils.parsedate_to_datetime(header).astimezone(dt.UTC)
     midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
     return max(1.0, (midnight - now).total_seconds())
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 # --- client -------------------------------------------------------------------------------------------------
