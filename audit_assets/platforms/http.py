@@ -250,10 +250,15 @@ def _default_verdict(response: httpx.Response, body: Any, parse_error: str | Non
     return None
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The ``Retry-After`` header in seconds, when it is a number."""
-    value = response.headers.get("retry-after")
+def header_number(headers: httpx.Headers, name: str) -> float | None:
+    """A numeric header (rate-limit resets and the like), or None when absent or not a number."""
+    value = headers.get(name)
     try:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` header in seconds, when it is a number."""
+    return header_number(response.headers, "retry-after")

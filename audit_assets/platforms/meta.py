@@ -22,7 +22,6 @@ from audit_assets.platforms.base import (
     BadResponse,
     ClientSettings,
     Platform,
-    require_mapping,
 )
 from audit_assets.platforms.http import (
     ApiSession,
@@ -33,6 +32,7 @@ from audit_assets.platforms.http import (
     Transient,
     Verdict,
 )
+from audit_assets.platforms.paging import follow_cursor
 from audit_assets.views import V1Mapping
 
 GRAPH_API_VERSION = "v25.0"
@@ -173,25 +173,20 @@ class MetaClient:
         base_url and never carries anything the platform put into a URL.
         """
         params = {**params, "limit": self._settings.page_size}
-        seen_cursors: set[str] = set()
-        page_number = 0
-        while True:
-            page_number += 1
-            body = require_mapping(self._session.get_json(url, params=params, what=what), what)
-            data = body.get("data")
-            if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-                raise BadResponse(f"{what}: page {page_number} has no 'data' list of objects")
-            yield data
-            paging = body.get("paging")
-            if not isinstance(paging, Mapping) or not paging.get("next"):
-                return
-            cursor = _after_cursor(paging)
-            if cursor is None:
-                raise BadResponse(f"{what}: page {page_number} has paging.next but no after cursor")
-            if cursor in seen_cursors:
-                raise BadResponse(f"{what}: paging repeated a cursor at page {page_number}")
-            seen_cursors.add(cursor)
-            params = {**params, "after": cursor}
+        return follow_cursor(self._session, url, params, cursor_param="after", read=_read_page, what=what)
+
+
+def _read_page(body: Mapping[str, Any], where: str) -> tuple[list[Audience], str | None]:
+    data = body.get("data")
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise BadResponse(f"{where} has no 'data' list of objects")
+    paging = body.get("paging")
+    if not isinstance(paging, Mapping) or not paging.get("next"):
+        return data, None
+    cursor = _after_cursor(paging)
+    if cursor is None:
+        raise BadResponse(f"{where} has paging.next but no after cursor")
+    return data, cursor
 
 
 def _after_cursor(paging: Mapping[str, Any]) -> str | None:

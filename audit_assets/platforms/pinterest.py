@@ -34,7 +34,6 @@ from audit_assets.platforms.base import (
     BadResponse,
     ClientSettings,
     Platform,
-    require_mapping,
 )
 from audit_assets.platforms.http import (
     ApiSession,
@@ -44,8 +43,10 @@ from audit_assets.platforms.http import (
     Throttled,
     Transient,
     Verdict,
+    header_number,
 )
 from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
+from audit_assets.platforms.paging import follow_cursor
 from audit_assets.views import V1Mapping
 
 API_VERSION = "v5"
@@ -111,11 +112,9 @@ def _describe(status: int, error: Mapping[str, Any] | None) -> str:
 def _wait_seconds(headers: httpx.Headers) -> float | None:
     """Seconds Pinterest asks us to wait: Retry-After if sent, else X-RateLimit-Reset."""
     for name in ("retry-after", "x-ratelimit-reset"):
-        try:
-            value = float(headers[name])
-        except (KeyError, ValueError):
-            continue
-        return value - time.time() if value >= EPOCH_THRESHOLD else value
+        value = header_number(headers, name)
+        if value is not None:
+            return value - time.time() if value >= EPOCH_THRESHOLD else value
     return None
 
 
@@ -150,26 +149,27 @@ class PinterestClient:
     def _pages(self, url: str, params: dict[str, Any], what: str) -> Iterator[list[Audience]]:
         """Follow ``bookmark`` until it is null or absent; an empty page with a bookmark is not the end."""
         params = {**params, "page_size": self._settings.page_size}
-        seen: set[str] = set()
-        page_number = 0
-        while True:
-            page_number += 1
-            body = require_mapping(self._session.get_json(url, params=params, what=what), what)
-            items = body.get("items")
-            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise BadResponse(f"{what}: page {page_number} has no 'items' list of objects")
-            yield items
-            bookmark = body.get("bookmark")
-            if bookmark is None or bookmark == "":
-                return
-            if not isinstance(bookmark, str):
-                raise BadResponse(
-                    f"{what}: page {page_number} has a bookmark of type {type(bookmark).__name__}"
-                )
-            if bookmark in seen:
-                raise BadResponse(f"{what}: paging repeated a bookmark at page {page_number}")
-            seen.add(bookmark)
-            params = {**params, "bookmark": bookmark}
+        return follow_cursor(
+            self._session,
+            url,
+            params,
+            cursor_param="bookmark",
+            read=_read_page,
+            what=what,
+            cursor_name="bookmark",
+        )
+
+
+def _read_page(body: Mapping[str, Any], where: str) -> tuple[list[Audience], str | None]:
+    items = body.get("items")
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise BadResponse(f"{where} has no 'items' list of objects")
+    bookmark = body.get("bookmark")
+    if bookmark is None or bookmark == "":
+        return items, None
+    if not isinstance(bookmark, str):
+        raise BadResponse(f"{where} has a bookmark of type {type(bookmark).__name__}")
+    return items, bookmark
 
 
 def connect(settings: ClientSettings, session: ApiSession) -> PinterestClient:

@@ -32,10 +32,10 @@ from audit_assets.platforms.base import (
     BadResponse,
     ClientSettings,
     Platform,
-    require_mapping,
 )
 from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Transient, Verdict
 from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
+from audit_assets.platforms.paging import follow_cursor
 from audit_assets.views import V1Mapping
 
 API_VERSION = "v1"
@@ -152,30 +152,24 @@ class SnapchatClient:
         base_url (Snap's own docs once showed next_links on another host) and carries nothing else the
         platform put into a URL. An empty page that still has a next_link is not the end.
         """
-        seen_cursors: set[str] = set()
-        page_number = 0
-        while True:
-            page_number += 1
-            body = require_mapping(self._session.get_json(url, params=params, what=what), what)
+
+        def read(body: Mapping[str, Any], where: str) -> tuple[list[dict[str, Any]], str | None]:
             if str(body.get("request_status")).upper() != SUCCESS:
-                raise BadResponse(
-                    f"{what}: page {page_number} has request_status {body.get('request_status')!r}"
-                )
+                raise BadResponse(f"{where} has request_status {body.get('request_status')!r}")
             wrappers = body.get(list_key)
             if not isinstance(wrappers, list):
-                raise BadResponse(f"{what}: page {page_number} has no '{list_key}' list")
-            yield [_unwrap(w, item_key, f"{what}, page {page_number}") for w in wrappers]
+                raise BadResponse(f"{where} has no '{list_key}' list")
+            items = [_unwrap(w, item_key, where) for w in wrappers]
             paging = body.get("paging")
             next_link = paging.get("next_link") if isinstance(paging, Mapping) else None
             if not next_link:
-                return
+                return items, None
             cursor = httpx.URL(str(next_link)).params.get("cursor")
             if not cursor:
-                raise BadResponse(f"{what}: page {page_number} has a paging.next_link without a cursor")
-            if cursor in seen_cursors:
-                raise BadResponse(f"{what}: paging repeated a cursor at page {page_number}")
-            seen_cursors.add(cursor)
-            params = {**params, "cursor": cursor}
+                raise BadResponse(f"{where} has a paging.next_link without a cursor")
+            return items, cursor
+
+        return follow_cursor(self._session, url, params, cursor_param="cursor", read=read, what=what)
 
 
 def _unwrap(wrapper: Any, item_key: str, where: str) -> dict[str, Any]:

@@ -46,9 +46,17 @@ from audit_assets.platforms.base import (
     BadResponse,
     ClientSettings,
     Platform,
-    require_mapping,
 )
-from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Throttled, Transient, Verdict
+from audit_assets.platforms.http import (
+    ApiSession,
+    AuthFailed,
+    Fatal,
+    Throttled,
+    Transient,
+    Verdict,
+    header_number,
+)
+from audit_assets.platforms.paging import follow_cursor
 from audit_assets.views import V1Mapping
 
 API_VERSION = "12"
@@ -133,21 +141,14 @@ def _wait_until_reset(headers: httpx.Headers) -> float | None:
     """
     levels = []
     for prefix in ("x-account-rate-limit", "x-rate-limit"):
-        reset = _number(headers.get(f"{prefix}-reset"))
+        reset = header_number(headers, f"{prefix}-reset")
         if reset is not None:
-            levels.append((reset, _number(headers.get(f"{prefix}-remaining"))))
+            levels.append((reset, header_number(headers, f"{prefix}-remaining")))
     if not levels:
         return None
     exhausted = [reset for reset, remaining in levels if remaining == 0]
     reset = max(exhausted) if exhausted else levels[0][0]
     return max(0.0, reset - _server_now(headers))
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _server_now(headers: httpx.Headers) -> float:
@@ -239,29 +240,22 @@ class XAdsClient:
         """Follow ``cursor`` / ``next_cursor`` until ``next_cursor`` is null.
 
         A page may be empty and still not be the last (a full page always carries a cursor), and
-        only null ends a list; a cursor seen before would loop forever, so it fails instead.
+        only null ends a list.
         """
-        params: dict[str, Any] = {"count": self._settings.page_size}
-        seen: set[str] = set()
-        page_number = 0
-        while True:
-            page_number += 1
-            body = require_mapping(self._session.get_json(url, params=params, what=what), what)
-            data = body.get("data")
-            if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-                raise BadResponse(f"{what}: page {page_number} has no 'data' list of objects")
-            if "next_cursor" not in body:
-                raise BadResponse(f"{what}: page {page_number} has no 'next_cursor'")
-            cursor = body["next_cursor"]
-            if cursor is not None and (not isinstance(cursor, str) or not cursor):
-                raise BadResponse(f"{what}: page {page_number} has a 'next_cursor' that is not a string")
-            yield data
-            if cursor is None:
-                return
-            if cursor in seen:
-                raise BadResponse(f"{what}: paging repeated a cursor at page {page_number}")
-            seen.add(cursor)
-            params = {**params, "cursor": cursor}
+        params = {"count": self._settings.page_size}
+        return follow_cursor(self._session, url, params, cursor_param="cursor", read=_read_page, what=what)
+
+
+def _read_page(body: Mapping[str, Any], where: str) -> tuple[list[Audience], str | None]:
+    data = body.get("data")
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise BadResponse(f"{where} has no 'data' list of objects")
+    if "next_cursor" not in body:
+        raise BadResponse(f"{where} has no 'next_cursor'")
+    cursor = body["next_cursor"]
+    if cursor is not None and (not isinstance(cursor, str) or not cursor):
+        raise BadResponse(f"{where} has a 'next_cursor' that is not a string")
+    return data, cursor
 
 
 def connect(settings: ClientSettings, session: ApiSession) -> XAdsClient:
