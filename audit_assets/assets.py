@@ -10,7 +10,6 @@ from dagster import AssetExecutionContext
 from audit_assets.catalog import (
     GROUP,
     HIGHTOUCH_RESOURCE_KEY,
-    SCHEMA,
     client_resource_key,
     destination_key,
     io_manager_key,
@@ -53,7 +52,7 @@ def _spec_arguments(config: AuditConfig, dest: DestinationConfig) -> dict:
     warehouse = config.warehouse_name_for(dest)
     description = (
         f"Daily snapshot of every audience in the active {platform.title} ad accounts of destination "
-        f"{dest.id}, appended to {SCHEMA}.{dest.table}."
+        f"{dest.id}, appended to {table_name(config, warehouse, dest.table)}."
     )
     if dest.description:
         description += f"\n\n{dest.description}"
