@@ -1,8 +1,15 @@
-"""The snapshot asset factory: one daily-partitioned asset per destination, with its API-fields check."""
+"""The snapshot asset factory: one daily-partitioned asset per destination, with its checks.
+
+Each asset runs ranges in one run (a single-run backfill policy) and records, per day of its run, one
+snapshot taken now — only for the days a snapshot taken now can stand for (partitions.py). A run that
+records every day it was given reports an ordinary materialization; a backfill range that includes days
+no platform can tell any more reports the days it recorded, one materialization each, and leaves the
+others missing (never failed), saying why once. That per-day reporting is why snapshots are written by a
+warehouse resource and not an IO manager: an IO manager's output materializes every day of its run.
+"""
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -12,39 +19,36 @@ from audit_assets.catalog import (
     HIGHTOUCH_RESOURCE_KEY,
     client_resource_key,
     destination_key,
-    io_manager_key,
     table_name,
     table_schema,
+    view_definition,
+    view_source,
+    warehouse_key,
+)
+from audit_assets.checks import (
+    SHARP_DROP_CHECK,
+    UNKNOWN_FIELDS_CHECK,
+    check_specs,
+    freshness_policy,
+    sharp_drop,
+    unknown_fields,
 )
 from audit_assets.config import AuditConfig, DestinationConfig
+from audit_assets.partitions import (
+    PartitionRefused,
+    daily_partitions,
+    plan_partitions,
+    snapshot_id_for,
+    why_not_recorded,
+)
 from audit_assets.platforms import PLATFORMS
 from audit_assets.platforms.base import PlatformError, TransientExhausted
-from audit_assets.platforms.http import ApiSession
+from audit_assets.report import LARGEST_SHOWN, FetchStats, snapshot_metadata
 from audit_assets.resources import AdPlatformResource, HightouchResource
-from audit_assets.snapshot import (
-    PartitionRefused,
-    Snapshot,
-    SnapshotIdentity,
-    check_snapshot_date,
-    take_snapshot,
-)
-
-API_FIELDS_CHECK = "no_unknown_api_fields"
-_SNAPSHOT_NAMESPACE = uuid.UUID("6f1c2a8e-3d4b-4f55-9a7e-2b0c9d1e5a11")
-
-
-def daily_partitions(start_date: dt.date) -> dg.DailyPartitionsDefinition:
-    # end_offset=1: today's partition exists, so the schedule snapshots today, the day it runs.
-    return dg.DailyPartitionsDefinition(start_date=start_date.isoformat(), timezone="UTC", end_offset=1)
-
-
-def snapshot_id_for(root_run_id: str, table: str, partition_key: str) -> str:
-    """Deterministic per (root run, table, partition).
-
-    A retried step, and a re-execution of the run (which shares its root run id), reuse the id, so the
-    IO manager writes that snapshot at most once. A new run takes a new snapshot.
-    """
-    return str(uuid.uuid5(_SNAPSHOT_NAMESPACE, f"{root_run_id}/{table}/{partition_key}"))
+from audit_assets.secrets import MissingSecret
+from audit_assets.snapshot import SnapshotIdentity, take_snapshot
+from audit_assets.views import V1_NAME
+from audit_assets.warehouse.base import AuditWarehouse, SnapshotReport
 
 
 def _spec_arguments(config: AuditConfig, dest: DestinationConfig) -> dict:
@@ -66,7 +70,6 @@ def _spec_arguments(config: AuditConfig, dest: DestinationConfig) -> dict:
         "owners": dest.owners,
         "tags": dest.tags,
         "metadata": {
-            "partition_expr": "ht_snapshot_date",
             "dagster/table_name": table_name(config, warehouse, dest.table),
             "dagster/column_schema": table_schema(platform.columns),
             "destination_id": dest.id,
@@ -87,17 +90,86 @@ def build_destination_asset(
         return dg.AssetSpec(**spec, partitions_def=partitions)
 
     platform = PLATFORMS[dest.type]
-    key = spec["key"]
-    resource_key = client_resource_key(dest)
+    warehouse = config.warehouse_name_for(dest)
+    client_key, store_key = client_resource_key(dest), warehouse_key(warehouse)
     policy = config.snapshots
-    allow_list = dest.account_allow_list
     resolve_sync_ids = config.hightouch is not None
+    source = view_source(dest)
+    view = view_definition(config, warehouse)
 
-    @dg.asset(
-        **spec,
+    def record(context: AssetExecutionContext, partition_key: str) -> tuple[SnapshotReport, dict]:
+        """Take (or, on a re-execution, find) this run's snapshot for one day; report what is committed."""
+        run = context.run
+        identity = SnapshotIdentity(
+            snapshot_id=snapshot_id_for(run.root_run_id or run.run_id, dest.table, partition_key),
+            snapshot_date=dt.date.fromisoformat(partition_key),
+            run_id=run.run_id,
+            destination=dest.type,
+            destination_id=dest.id,
+        )
+        store: AuditWarehouse = getattr(context.resources, store_key)
+        with store.session() as session:
+            committed = session.is_committed(dest.table, identity)
+        fetch = None
+        if committed:
+            again = f"a re-execution of run {run.root_run_id}" if run.root_run_id else "a retry of this step"
+            context.log.info(
+                f"{partition_key}: snapshot {identity.snapshot_id} is already committed ({again}); "
+                f"reporting it as the table holds it, without calling {platform.title} again."
+            )
+        else:
+            sync_ids, from_hightouch = (
+                _sync_ids(context, dest) if resolve_sync_ids else (dict(dest.sync_ids), None)
+            )
+            client_resource: AdPlatformResource = getattr(context.resources, client_key)
+            with client_resource.open(context.log) as (client, api):
+                snapshot = take_snapshot(
+                    client=client,
+                    platform=platform,
+                    identity=identity,
+                    sync_ids=sync_ids,
+                    ad_account_ids=dest.account_allow_list,
+                    log=context.log,
+                )
+            fetch = FetchStats(
+                api.requests_sent, api.throttle_waited_seconds, snapshot.accounts_not_found, from_hightouch
+            )
+        with store.session() as session:
+            if fetch is not None:
+                session.append(dest.table, snapshot)
+            # Every write also refreshes the view, so it is current whatever else fails in the run.
+            session.replace_view(V1_NAME, view)
+            report = session.snapshot_report(
+                source, identity.snapshot_date, identity.snapshot_id, LARGEST_SHOWN
+            )
+        return report, snapshot_metadata(report, fetch)
+
+    def latest_reports(context: AssetExecutionContext) -> list[SnapshotReport]:
+        """The last committed snapshot of each day of the run: what checks judge when run on their own."""
+        store: AuditWarehouse = getattr(context.resources, store_key)
+        reports = []
+        with store.session() as session:
+            for key in context.partition_keys:
+                day = dt.date.fromisoformat(key)
+                snapshot_id = session.latest_snapshot_of_day(dest.table, day)
+                if snapshot_id is not None:
+                    reports.append(session.snapshot_report(source, day, snapshot_id, LARGEST_SHOWN))
+        return reports
+
+    checks = check_specs(spec["key"], platform, config.checks)
+
+    @dg.multi_asset(
+        name=f"{spec['key'].path[0]}__{spec['key'].path[1]}",
+        # skippable: a backfill range may record none of its days; can_subset: the checks may run alone.
+        specs=[dg.AssetSpec(**spec, skippable=True, freshness_policy=freshness_policy(config.checks))],
         partitions_def=partitions,
-        io_manager_key=io_manager_key(config.warehouse_name_for(dest)),
-        required_resource_keys={resource_key, *([HIGHTOUCH_RESOURCE_KEY] if resolve_sync_ids else [])},
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        can_subset=True,
+        required_resource_keys={
+            client_key,
+            store_key,
+            *([HIGHTOUCH_RESOURCE_KEY] if resolve_sync_ids else []),
+        },
         pool=f"audit_assets_{dest.type}",
         # Exhausted 5xx/connection retries and warehouse lock timeouts may heal; bad answers do not.
         retry_policy=dg.RetryPolicy(
@@ -106,59 +178,60 @@ def build_destination_asset(
             backoff=dg.Backoff.EXPONENTIAL,
             jitter=dg.Jitter.PLUS_MINUS,
         ),
-        check_specs=[
-            dg.AssetCheckSpec(
-                API_FIELDS_CHECK,
-                asset=key,
-                description=f"Every field {platform.title} returned has a typed column. A new field is kept in "
-                "ht_raw and reported here until the platform module declares it.",
-            )
-        ],
+        check_specs=checks,
     )
-    def snapshot_asset(context: AssetExecutionContext) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        partition_key = context.partition_key
+    def snapshot_asset(
+        context: AssetExecutionContext,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckResult]:
+        selected_checks = {k.name for k in context.selected_asset_check_keys}
+        if spec["key"] in context.selected_asset_keys:
+            reports = yield from materialize(context)
+        else:
+            reports = latest_reports(context)
+        if reports:
+            results = {
+                UNKNOWN_FIELDS_CHECK: unknown_fields(reports, platform),
+                SHARP_DROP_CHECK: sharp_drop(reports, config.checks),
+            }
+            yield from (result for name, result in results.items() if name in selected_checks)
+
+    def materialize(
+        context: AssetExecutionContext,
+    ) -> Generator[dg.MaterializeResult | dg.AssetMaterialization, None, list[SnapshotReport]]:
+        today = dt.datetime.now(dt.UTC).date()
         try:
-            check_snapshot_date(
-                dt.date.fromisoformat(partition_key),
-                dt.datetime.now(dt.UTC).date(),
-                policy.allow_past_partitions,
+            plan = plan_partitions(
+                context.partition_keys,
+                today,
+                allow_past=policy.allow_past_partitions,
+                config_source=config.source,
             )
         except PartitionRefused as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
-        identity = SnapshotIdentity(
-            snapshot_id=snapshot_id_for(
-                context.run.root_run_id or context.run.run_id, dest.table, partition_key
-            ),
-            snapshot_date=dt.date.fromisoformat(partition_key),
-            run_id=context.run.run_id,
-            destination=dest.type,
-            destination_id=dest.id,
-        )
-        sync_ids, from_hightouch = (
-            _sync_ids(context, dest) if resolve_sync_ids else (dict(dest.sync_ids), None)
-        )
-        resource: AdPlatformResource = getattr(context.resources, resource_key)
+        if not plan.records_every_day:
+            context.log.warning(
+                f"This run records {len(plan.recordable)} of its {len(context.partition_keys)} partitions; the "
+                f"others stay missing: {why_not_recorded(plan, today, config.source)}"
+            )
         try:
-            with resource.open(context.log) as (client, session):
-                snapshot = take_snapshot(
-                    client=client,
-                    platform=platform,
-                    identity=identity,
-                    sync_ids=sync_ids,
-                    ad_account_ids=allow_list,
-                    log=context.log,
-                )
+            recorded = {key: record(context, key) for key in plan.recordable}
+        except MissingSecret as exc:
+            raise dg.Failure(description=f"{exc}. Nothing was written.", allow_retries=False) from None
         except PlatformError as exc:
-            # Already redacted; nothing was written. Only transient failures that outlasted the
-            # client's own retries may heal on a later step attempt; wrong answers and refusals do not.
+            # Already redacted; nothing of this snapshot was written. Only transient failures that
+            # outlasted the client's own retries may heal on a later step attempt.
             raise dg.Failure(
                 description=f"{exc}\nNothing was written for this snapshot.",
                 allow_retries=isinstance(exc, TransientExhausted),
             ) from None
-        try:
-            yield from _report(snapshot, session, platform.title, from_hightouch)
-        finally:
-            snapshot.discard()  # the IO manager discards after writing; this covers a failed connect
+        if recorded and plan.records_every_day:  # one materialization per day, each with its own metadata
+            for key, (_, metadata) in recorded.items():
+                context.add_asset_metadata(metadata, partition_key=key)
+            yield dg.MaterializeResult()
+        else:  # only the days recorded; the run's other days stay missing
+            for key, (_, metadata) in recorded.items():
+                yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=metadata)
+        return [report for report, _ in recorded.values()]
 
     return snapshot_asset
 
@@ -177,35 +250,3 @@ def _sync_ids(context: AssetExecutionContext, dest: DestinationConfig) -> tuple[
         context.log.warning(f"{exc}\nht_sync_id comes only from the configured sync_ids in this snapshot.")
         return dict(dest.sync_ids), None
     return {**found, **dest.sync_ids}, len(found)
-
-
-def _report(
-    snapshot: Snapshot, session: ApiSession, title: str, from_hightouch: int | None
-) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    """The snapshot as the asset's output (written by the IO manager), then the API-fields check."""
-    unknown = sorted(snapshot.drift_fields)
-    yield dg.Output(
-        snapshot,
-        metadata={
-            "snapshot_id": snapshot.identity.snapshot_id,
-            "ht_fetched_at": snapshot.fetched_at.isoformat(),
-            "audiences": snapshot.row_count,
-            "ad_accounts": dg.MetadataValue.json(snapshot.audiences_by_account),
-            "ad_accounts_not_found": dg.MetadataValue.json(list(snapshot.accounts_not_found)),
-            "unknown_api_fields": dg.MetadataValue.json(unknown),
-            "api_requests": session.requests_sent,
-            "sync_ids_from_hightouch": from_hightouch,
-            "throttle_wait_seconds": round(session.throttle_waited_seconds, 3),
-        },
-    )
-    yield dg.AssetCheckResult(
-        check_name=API_FIELDS_CHECK,
-        passed=not unknown,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"unknown_api_fields": dg.MetadataValue.json(unknown)},
-        description=(
-            f"{title} returned fields without a typed column: {', '.join(unknown)}. They are kept in ht_raw."
-            if unknown
-            else None
-        ),
-    )

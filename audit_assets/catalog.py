@@ -1,4 +1,4 @@
-"""What things are called in the Dagster catalog and the warehouse: keys, resource keys, metadata."""
+"""What things are called in the Dagster catalog and the warehouse: keys, resource keys, tables, views."""
 
 from collections.abc import Sequence
 
@@ -6,10 +6,11 @@ import dagster as dg
 
 from audit_assets.columns import Column
 from audit_assets.config import AuditConfig, DestinationConfig
-from audit_assets.views import V1_NAME
+from audit_assets.platforms import PLATFORMS
+from audit_assets.views import SCHEMA, V1_NAME, ViewDefinition, ViewSource
 
-SCHEMA = "hightouch_audit"
 GROUP = "hightouch_audit"
+HIGHTOUCH_RESOURCE_KEY = "hightouch"
 
 
 def destination_key(dest: DestinationConfig) -> dg.AssetKey:
@@ -24,7 +25,19 @@ def view_key(config: AuditConfig, warehouse: str) -> dg.AssetKey:
     return dg.AssetKey([SCHEMA, warehouse, V1_NAME])
 
 
-HIGHTOUCH_RESOURCE_KEY = "hightouch"
+def destinations_in(config: AuditConfig, warehouse: str) -> list[DestinationConfig]:
+    """Every configured destination stored in one warehouse, enabled or not."""
+    return [d for d in config.destinations if config.warehouse_name_for(d) == warehouse]
+
+
+def view_source(dest: DestinationConfig) -> ViewSource:
+    platform = PLATFORMS[dest.type]
+    return ViewSource(dest.table, platform.v1, platform.columns)
+
+
+def view_definition(config: AuditConfig, warehouse: str) -> ViewDefinition:
+    """The v1 view of one warehouse: every configured destination's table there, enabled or not."""
+    return ViewDefinition(sources=tuple(view_source(d) for d in destinations_in(config, warehouse)))
 
 
 def table_name(config: AuditConfig, warehouse: str, table: str) -> str:
@@ -35,7 +48,7 @@ def table_name(config: AuditConfig, warehouse: str, table: str) -> str:
     return f"{SCHEMA}.{table}"
 
 
-def io_manager_key(warehouse: str) -> str:
+def warehouse_key(warehouse: str) -> str:
     return f"warehouse_{warehouse}"
 
 

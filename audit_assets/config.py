@@ -18,7 +18,15 @@ from typing import Annotated, Any, Literal
 import httpx
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from audit_assets.platforms import PLATFORMS
 from audit_assets.sandbox import is_sandbox_url, sandbox_host
@@ -119,6 +127,24 @@ class SnapshotPolicy(_Strict):
         ge=0,
         le=10,
         description="Dagster step retries (60 s apart, growing) after transient failures.",
+    )
+
+
+class ChecksConfig(_Strict):
+    """Thresholds of the asset checks a snapshot is judged by (all WARN: they flag, never block)."""
+
+    sharp_drop_percent: float = Field(
+        default=50.0,
+        gt=0,
+        le=100,
+        description="Flag a snapshot whose audience count or total audience size fell by more than this "
+        "percentage from the previous snapshot.",
+    )
+    freshness_hours: float = Field(
+        default=25.0,
+        gt=0,
+        description="An enabled destination with no snapshot for longer than this is stale (Dagster "
+        "freshness fails).",
     )
 
 
@@ -262,7 +288,14 @@ class AuditConfig(_Strict):
     hightouch: HightouchConfig | None = None
     snapshots: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
     destinations: list[DestinationConfig] = Field(default_factory=list)
+    _source: str = PrivateAttr(default="the configuration")
+
+    @property
+    def source(self) -> str:
+        """Where this configuration was read from, for messages that send a person to change it."""
+        return self._source
 
     @field_validator("warehouses", mode="before")
     @classmethod
@@ -326,11 +359,13 @@ def parse_config(document: Any, source: str) -> AuditConfig:
     if not isinstance(document, Mapping):
         raise ConfigError(f"{source}: the configuration must be a YAML mapping")
     try:
-        return AuditConfig.model_validate(document)
+        config = AuditConfig.model_validate(document)
     except pydantic.ValidationError as exc:
         # include_input=False: an offending value may be a secret, so it is never echoed.
         problems = [f"  - {_field_path(e['loc'])}: {_describe(e)}" for e in exc.errors(include_input=False)]
         raise ConfigError(f"invalid configuration in {source}:\n" + "\n".join(problems)) from None
+    config._source = source
+    return config
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> AuditConfig:
@@ -343,7 +378,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AuditConfig:
         except OSError as exc:
             raise ConfigError(f"cannot read configuration {source}: {exc.strerror}") from None
     else:
-        source = f"the packaged {DEFAULT_CONFIG_RESOURCE}"
+        source = f"the packaged {DEFAULT_CONFIG_RESOURCE} (set {CONFIG_ENV_VAR} to use your own)"
         text = resources.files("audit_assets").joinpath(DEFAULT_CONFIG_RESOURCE).read_text(encoding="utf-8")
     try:
         document = yaml.safe_load(text)

@@ -5,19 +5,19 @@ from __future__ import annotations
 import dagster as dg
 
 from audit_assets.assets import build_destination_asset
-from audit_assets.catalog import HIGHTOUCH_RESOURCE_KEY, client_resource_key, io_manager_key
+from audit_assets.catalog import HIGHTOUCH_RESOURCE_KEY, client_resource_key, warehouse_key
 from audit_assets.config import AuditConfig, load_config
 from audit_assets.resources import build_hightouch_resource, build_resource
 from audit_assets.schedules import build_job, build_schedule
 from audit_assets.view_asset import build_view_asset
-from audit_assets.warehouse import build_io_manager
+from audit_assets.warehouse import build_warehouse
 
 
 def build_definitions(config: AuditConfig) -> dg.Definitions:
     destination_assets = [build_destination_asset(config, d) for d in config.destinations]
     view_assets = [build_view_asset(config, name) for name in config.warehouses]
     resources: dict[str, object] = {
-        io_manager_key(name): build_io_manager(warehouse) for name, warehouse in config.warehouses.items()
+        warehouse_key(name): build_warehouse(name, warehouse) for name, warehouse in config.warehouses.items()
     }
     resources |= {
         client_resource_key(d): build_resource(d, config.snapshots) for d in config.destinations if d.enabled

@@ -17,6 +17,7 @@ from audit_assets.platforms.base import AudienceClient, AuthContext, ClientSetti
 from audit_assets.platforms.http import ApiSession, BearerAuth, Classifier, Redactor, RetrySettings
 from audit_assets.sandbox import SANDBOX_DOMAIN
 from audit_assets.sandbox.transport import SandboxTransport, demo_credentials
+from audit_assets.secrets import read_secrets
 
 USER_AGENT = "audit_assets/0.1"
 
@@ -64,31 +65,42 @@ class _HttpResource(dg.ConfigurableResource):
 
 
 class AdPlatformResource(_HttpResource):
-    """Connection settings and credentials of one destination.
+    """Connection settings of one destination, and where its credentials are.
 
-    Credentials arrive as Dagster ``EnvVar``s, resolved when a run starts: the UI and the event log
-    show the variable names, never the values.
+    ``credential_env`` maps each credential to the environment variable holding it, read when a
+    snapshot starts (secrets.py): the UI and the event log only ever show variable names.
+    ``public_credentials`` are the built-in sandbox's demo values, which are not secret.
     """
 
+    destination: str  # "meta/48213", for messages
     platform: str
     base_url: str
     token_url: str | None = None
     page_size: int
-    credentials: dict[str, str]
+    credential_env: dict[str, str] = {}
+    public_credentials: dict[str, str] = {}
+
+    def read_credentials(self) -> dict[str, str]:
+        """The credentials' values; MissingSecret names any variable that is not set."""
+        return {
+            **self.public_credentials,
+            **read_secrets(self.credential_env, f"destination {self.destination}"),
+        }
 
     @contextmanager
     def open(self, log: logging.Logger) -> Iterator[tuple[AudienceClient, ApiSession]]:
         """A platform client for one snapshot, on its own keep-alive HTTP client."""
         platform = PLATFORMS[self.platform]
+        given = self.read_credentials()
         # Secrets mounted from files often end in a newline, which no HTTP header may carry.
-        credentials = {name: value.strip() for name, value in self.credentials.items()}
+        credentials = {name: value.strip() for name, value in given.items()}
         with self._session(
             title=platform.title,
             make_auth=lambda redact: platform.auth(
                 AuthContext(credentials, self.token_url or platform.default_token_url, redact.add)
             ),
             classify=platform.classify,
-            secrets=[*credentials.values(), *self.credentials.values()],
+            secrets=[*credentials.values(), *given.values()],
             log=log,
         ) as session:
             settings = ClientSettings(
@@ -103,16 +115,20 @@ class AdPlatformResource(_HttpResource):
 class HightouchResource(_HttpResource):
     """Hightouch's API, to resolve which sync manages each audience."""
 
-    api_key: str
+    api_key_env: str | None = None  # the variable holding the API key
+    public_api_key: str | None = None  # the built-in sandbox's demo key, not secret
     base_url: str
 
     @contextmanager
     def open(self, log: logging.Logger) -> Iterator[HightouchClient]:
+        api_key = self.public_api_key or ""
+        if self.api_key_env:
+            api_key = read_secrets({"api_key": self.api_key_env}, "hightouch")["api_key"]
         with self._session(
             title="Hightouch",
-            make_auth=lambda _: BearerAuth(self.api_key.strip()),
+            make_auth=lambda _: BearerAuth(api_key.strip()),
             classify=hightouch.classify,
-            secrets=[self.api_key],
+            secrets=[api_key],
             log=log,
         ) as session:
             yield HightouchClient(self.base_url, session)
@@ -128,25 +144,28 @@ def _http_settings(policy: SnapshotPolicy) -> dict[str, float | int]:
 
 
 def build_hightouch_resource(config: HightouchConfig, policy: SnapshotPolicy) -> HightouchResource:
-    api_key = (
-        dg.EnvVar(config.api_key.env) if config.api_key else demo_credentials(config.base_url)["api_key"]
+    if config.api_key:
+        return HightouchResource(
+            api_key_env=config.api_key.env, base_url=config.base_url, **_http_settings(policy)
+        )
+    return HightouchResource(
+        public_api_key=demo_credentials(config.base_url)["api_key"],
+        base_url=config.base_url,
+        **_http_settings(policy),
     )
-    return HightouchResource(api_key=api_key, base_url=config.base_url, **_http_settings(policy))
 
 
 def build_resource(dest: DestinationConfig, policy: SnapshotPolicy) -> AdPlatformResource:
     platform = PLATFORMS[dest.type]
     base_url = dest.base_url or platform.default_base_url
-    credentials: dict[str, str]
-    if dest.credentials:
-        credentials = {name: dg.EnvVar(ref.env) for name, ref in dest.credentials.items()}  # type: ignore[misc]
-    else:  # only allowed by the config for the built-in sandbox, whose demo credentials are public
-        credentials = dict(demo_credentials(base_url))
     return AdPlatformResource(
+        destination=f"{dest.type}/{dest.id}",
         platform=dest.type,
         base_url=base_url,
         token_url=dest.token_url,
         page_size=dest.page_size or platform.default_page_size,
-        credentials=credentials,
+        credential_env={name: ref.env for name, ref in dest.credentials.items()},
+        # Without credentials only the built-in sandbox is allowed (config.py); its demo values are public.
+        public_credentials={} if dest.credentials else dict(demo_credentials(base_url)),
         **_http_settings(policy),
     )

@@ -136,24 +136,6 @@ class _Spooler:
         self._writer.close()
 
 
-class PartitionRefused(ValueError):
-    """The partition cannot be snapshotted truthfully now."""
-
-
-def check_snapshot_date(day: dt.date, today: dt.date, allow_past: bool) -> None:
-    """Platforms only tell today's sizes: a snapshot is for today or yesterday (UTC) unless allowed."""
-    if day > today:
-        raise PartitionRefused(f"partition {day} is in the future (today is {today} UTC)")
-    if day < today - dt.timedelta(days=1) and not allow_past:
-        raise PartitionRefused(
-            f"partition {day} is older than yesterday ({today - dt.timedelta(days=1)} UTC). Ad platforms only "
-            "report audiences as they are now, so a snapshot taken today cannot tell what they were on "
-            f"{day}. Materialize today's or yesterday's partition instead, or set "
-            "snapshots.allow_past_partitions: true to record today's sizes under that date (ht_fetched_at "
-            "will still say when they were really fetched)."
-        )
-
-
 def take_snapshot(
     *,
     client: AudienceClient,

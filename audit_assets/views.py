@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from audit_assets.columns import Column, ColumnType, checked_identifier
 
+SCHEMA = "hightouch_audit"  # the schema of every table and view (Snowflake: HIGHTOUCH_AUDIT)
 V1_NAME = "external_audiences_metadata_v1"
 
 # Frozen once released: a later version gets a new name and these stay as they are.

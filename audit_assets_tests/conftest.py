@@ -72,6 +72,27 @@ class Workspace:
             asset_selection=selection,
         )
 
+    def run_range(self, config: AuditConfig, first: str, last: str) -> dg.ExecuteInProcessResult:
+        """One run over a range of days, as a single-run backfill or ``--partition-range`` launches it."""
+        job = build_definitions(config).resolve_job_def(JOB_NAME)
+        return job.execute_in_process(
+            instance=self.instance,
+            raise_on_error=False,
+            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        )
+
+    def partition_statuses(self, key: dg.AssetKey, config: AuditConfig) -> tuple[set[str], set[str]]:
+        """(materialized, failed) partitions of an asset, as the UI's partition bar computes them."""
+        from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+        partitions = build_definitions(config).resolve_assets_def(key).partitions_def
+        cached = get_and_update_asset_status_cache_value(self.instance, key, partitions)
+        assert cached is not None
+        return (
+            set(cached.deserialize_materialized_partition_subsets(partitions).get_partition_keys()),
+            set(cached.deserialize_failed_partition_subsets(partitions).get_partition_keys()),
+        )
+
     def query(self, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with duckdb.connect(str(self.db_path), read_only=True) as conn:
             return conn.execute(statement, params or []).fetchall()

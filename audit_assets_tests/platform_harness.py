@@ -2,7 +2,7 @@
 
 Only the platform is replaced (by a sandbox emulator, in-process or behind a real HTTP server) and the
 clock (a recording ``sleep``, no jitter); httpx, the platform's auth, the client, the retry policy, the
-spooling, the DuckDB IO manager and the view SQL are the real code. Every platform goes through the same
+spooling, the DuckDB warehouse and the view SQL are the real code. Every platform goes through the same
 ``Platform`` object the code location uses, so a test file only binds its platform, credentials and
 defaults: ``PlatformClients.binding`` for clients, ``SnapshotRig`` for snapshots and the v1 view.
 conftest.py holds the fixtures (``platform_clients``, which closes every client, and ``spool_root``) and
@@ -20,7 +20,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import dagster as dg
 import duckdb
 import httpx
 
@@ -34,7 +33,7 @@ from audit_assets.sandbox.world import Emulator, SandboxAccount
 from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
 from audit_assets.views import ViewDefinition, ViewSource
 from audit_assets.warehouse import sql
-from audit_assets.warehouse.duckdb import DUCKDB, AuditDuckDBIOManager
+from audit_assets.warehouse.duckdb import DUCKDB, DuckDbAuditWarehouse
 
 SCHEMA = "hightouch_audit"
 V1_VIEW = "external_audiences_metadata_v1"
@@ -141,25 +140,10 @@ def ids_in_order(account: SandboxAccount, id_of: Callable[[str, int], Any]) -> l
 # --- snapshots, the warehouse and the v1 view ---------------------------------------------------------------
 
 
-def output_context(
-    table: str, partition_key: str, partitions_start: str, resource_config: Mapping[str, Any]
-) -> dg.OutputContext:
-    """The output context the snapshot asset gives its warehouse IO manager for one day's partition."""
-    return dg.build_output_context(
-        asset_key=dg.AssetKey([SCHEMA, table]),
-        partition_key=partition_key,
-        definition_metadata={"partition_expr": "ht_snapshot_date"},
-        resource_config=dict(resource_config),
-        asset_partitions_def=dg.DailyPartitionsDefinition(start_date=partitions_start),
-    )
-
-
-def write_duckdb(db: Path, snapshot: Snapshot, table: str, partition_key: str, partitions_start: str) -> None:
-    """Append a snapshot with the real DuckDB IO manager, as the snapshot asset does."""
-    context = output_context(
-        table, partition_key, partitions_start, {"database": str(db), "connection_config": {}, "schema": None}
-    )
-    AuditDuckDBIOManager(database=str(db)).create_io_manager(None).handle_output(context, snapshot)
+def write_duckdb(db: Path, snapshot: Snapshot, table: str) -> bool:
+    """Append a snapshot with the real DuckDB warehouse, as the snapshot asset does."""
+    with DuckDbAuditWarehouse(database=str(db)).session() as session:
+        return session.append(table, snapshot)
 
 
 def query(db: Path, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -176,7 +160,6 @@ class SnapshotRig:
     log: logging.Logger
     fetched_at: dt.datetime | None = None  # None: the real clock
     table: str = ""
-    partitions_start: str = "2026-01-01"
     sync_ids: Mapping[str, str] = field(default_factory=dict)
     ad_account_ids: frozenset[str] | None = None
     chunk_rows: int = 20_000
@@ -197,7 +180,7 @@ class SnapshotRig:
         )
 
     def write(self, db: Path, snapshot: Snapshot) -> None:
-        write_duckdb(db, snapshot, self.table, self.identity.snapshot_date.isoformat(), self.partitions_start)
+        write_duckdb(db, snapshot, self.table)
 
     def query(self, db: Path, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Read the warehouse back (the raw table, the catalogue) after ``write``."""
@@ -216,7 +199,6 @@ class SnapshotRig:
 DEMO_LOG = logging.getLogger("test")
 DEMO_TABLE = "meta_io_audiences"
 DEMO_DAY = dt.date(2026, 11, 24)
-DEMO_PARTITIONS_START = "2026-11-01"
 
 
 def demo_meta_snapshot(snapshot_id: str = "snap-1") -> Snapshot:
@@ -226,7 +208,6 @@ def demo_meta_snapshot(snapshot_id: str = "snap-1") -> Snapshot:
         SnapshotIdentity(snapshot_id, DEMO_DAY, "run-1", "meta", "io"),
         DEMO_LOG,
         table=DEMO_TABLE,
-        partitions_start=DEMO_PARTITIONS_START,
         chunk_rows=4,  # several row groups, as a large snapshot would have
     )
     with PlatformClients() as clients:

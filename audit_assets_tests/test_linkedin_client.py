@@ -276,9 +276,7 @@ IDENTITY = SnapshotIdentity("snap-li-1", TODAY, "run-li", "linkedin", "sandbox_l
 TABLE = "linkedin_sandbox_linkedin_audiences"
 
 
-SNAPSHOTS = SnapshotRig(
-    linkedin.PLATFORM, IDENTITY, LOG, FETCHED_AT, TABLE, partitions_start="2026-11-01", chunk_rows=4
-)
+SNAPSHOTS = SnapshotRig(linkedin.PLATFORM, IDENTITY, LOG, FETCHED_AT, TABLE, chunk_rows=4)
 snapshot_of = SNAPSHOTS.take
 write = SNAPSHOTS.write
 

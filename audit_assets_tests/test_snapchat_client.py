@@ -521,7 +521,6 @@ SNAPSHOTS = SnapshotRig(
     LOG,
     FETCHED_AT,
     TABLE,
-    partitions_start="2026-03-01",
     sync_ids={segment_id_of(RETAIL.id, 1): "90210"},
     chunk_rows=4,
 )

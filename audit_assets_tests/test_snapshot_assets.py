@@ -8,7 +8,7 @@ import os
 
 import dagster as dg
 
-from audit_assets.assets import API_FIELDS_CHECK
+from audit_assets.checks import SHARP_DROP_CHECK, UNKNOWN_FIELDS_CHECK
 from audit_assets.config import load_config
 from audit_assets.definitions import build_definitions
 from audit_assets.platforms import meta
@@ -54,11 +54,12 @@ def test_todays_partition_writes_one_complete_snapshot(workspace: Workspace) -> 
         )
 
     materialization = result.asset_materializations_for_node(NODE)[0]
-    assert materialization.metadata["dagster/table_name"].value == TABLE
     assert materialization.metadata["audiences"].value == 13
-    assert materialization.metadata["dagster/partition_row_count"].value == 13
     checks = result.get_asset_check_evaluations()
-    assert [(c.check_name, c.passed) for c in checks] == [(API_FIELDS_CHECK, True)]
+    assert [(c.check_name, c.passed) for c in checks] == [
+        (UNKNOWN_FIELDS_CHECK, True),
+        (SHARP_DROP_CHECK, True),
+    ]
 
 
 def test_table_columns_are_typed_per_api_field(workspace: Workspace) -> None:
@@ -177,7 +178,11 @@ def test_unknown_api_field_is_kept_in_raw_and_reported(workspace: Workspace, met
     result = workspace.run(workspace.config([dest]))
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert [(c.check_name, c.passed) for c in checks] == [(API_FIELDS_CHECK, False)]
+    assert [(c.check_name, c.passed) for c in checks] == [
+        (UNKNOWN_FIELDS_CHECK, False),
+        (SHARP_DROP_CHECK, True),
+    ]
+    assert checks[0].metadata["unknown_api_fields"].value == ["brand_new_field"]
     raw = workspace.query(
         "SELECT ht_raw->>'$.brand_new_field.x' FROM hightouch_audit.meta_served_meta_audiences"
     )

@@ -16,13 +16,7 @@ import snowflake.connector
 import sqlglot
 
 from audit_assets_tests.conftest import Workspace, failure_messages, sandbox_meta
-from audit_assets_tests.platform_harness import (
-    DEMO_DAY,
-    DEMO_PARTITIONS_START,
-    DEMO_TABLE,
-    demo_meta_snapshot,
-    output_context,
-)
+from audit_assets_tests.platform_harness import DEMO_TABLE, demo_meta_snapshot
 
 SF_ENV = {"SF_ACCOUNT": "acme-xy12345", "SF_USER": "AUDIT_LOADER", "SF_PASSWORD": "sf-password-value-19"}
 
@@ -120,14 +114,17 @@ def test_the_secret_never_reaches_the_event_log(workspace: Workspace, statements
 
 
 def test_a_failure_during_the_load_leaves_no_row_of_that_snapshot(statements: list[str]) -> None:
-    from audit_assets.warehouse.snowflake import AuditSnowflakeIOManager
+    from audit_assets.warehouse.snowflake import SnowflakeAuditWarehouse
 
     def write(snapshot: Any) -> None:
-        settings = {"database": "ANALYTICS", "account": "x", "user": "u", "password": "p"}
-        context = output_context(
-            DEMO_TABLE, DEMO_DAY.isoformat(), DEMO_PARTITIONS_START, {**settings, "schema": None}
+        warehouse = SnowflakeAuditWarehouse(
+            name="prod",
+            database="ANALYTICS",
+            settings={"account": "x", "user": "u"},
+            secret_env={"password": "SF_PASSWORD"},
         )
-        AuditSnowflakeIOManager(**settings).create_io_manager(None).handle_output(context, snapshot)
+        with warehouse.session() as session:
+            session.append(DEMO_TABLE, snapshot)
 
     write(demo_meta_snapshot("snap-1"))
     broken = demo_meta_snapshot("snap-2")  # several row groups: some reach the staging table before the cut

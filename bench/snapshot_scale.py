@@ -2,7 +2,7 @@
 
 Runs the Meta emulator as a real HTTP server in its own process, then takes the same snapshot twice,
 each in a fresh process so peak memory is its own:
-- ``streamed``: what the asset does (take_snapshot -> Parquet spool -> append-only DuckDB IO manager);
+- ``streamed``: what the asset does (take_snapshot -> Parquet spool -> append-only DuckDB warehouse);
 - ``in_memory``: the naive way (every page kept in a list -> one pandas DataFrame -> DuckDB insert).
 
     .venv/bin/python -m bench.snapshot_scale --audiences 1000000
@@ -46,11 +46,9 @@ def _client(url: str, page_size: int) -> tuple[httpx.Client, MetaClient]:
 
 
 def run_streamed(url: str, db: Path, page_size: int) -> int:
-    import dagster as dg
-
     from audit_assets.platforms import meta
     from audit_assets.snapshot import SnapshotIdentity, take_snapshot
-    from audit_assets.warehouse.duckdb import AuditDuckDBIOManager
+    from audit_assets.warehouse.duckdb import DuckDbAuditWarehouse
 
     http, client = _client(url, page_size)
     with http:
@@ -60,14 +58,8 @@ def run_streamed(url: str, db: Path, page_size: int) -> int:
             sync_ids={}, ad_account_ids=None, log=logging.getLogger("bench"),
         )  # fmt: skip
     rows = snapshot.row_count
-    context = dg.build_output_context(
-        asset_key=dg.AssetKey(["hightouch_audit", "meta_bench_audiences"]),
-        partition_key=dt.date.today().isoformat(),
-        definition_metadata={"partition_expr": "ht_snapshot_date"},
-        resource_config={"database": str(db), "connection_config": {}, "schema": None},
-        asset_partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1),
-    )
-    AuditDuckDBIOManager(database=str(db)).create_io_manager(None).handle_output(context, snapshot)
+    with DuckDbAuditWarehouse(database=str(db)).session() as session:
+        session.append("meta_bench_audiences", snapshot)
     return rows
 
 

@@ -1,38 +1,32 @@
-"""Warehouse engines: one append-only IO manager per engine, built from a configured warehouse."""
+"""Warehouse engines: one append-only warehouse resource per engine, built from a configured warehouse."""
 
 from __future__ import annotations
 
-import dagster as dg
-
 from audit_assets.config import DuckDbWarehouse, SecretRef, SnowflakeWarehouse
+from audit_assets.warehouse.base import AuditWarehouse
 
 
-def _value(item: SecretRef | str | None) -> str | None:
-    """An env reference becomes a Dagster EnvVar (resolved at run time); a plain setting stays as it is."""
-    if isinstance(item, SecretRef):
-        return dg.EnvVar(item.env)  # type: ignore[return-value]
-    return item
-
-
-def build_io_manager(warehouse: DuckDbWarehouse | SnowflakeWarehouse) -> dg.ConfigurableIOManagerFactory:
+def build_warehouse(name: str, warehouse: DuckDbWarehouse | SnowflakeWarehouse) -> AuditWarehouse:
     # Each engine's driver is imported only when a warehouse uses it: every Dagster run process loads
     # the definitions, and the Snowflake connector alone adds about a second to that.
     if isinstance(warehouse, DuckDbWarehouse):
-        from audit_assets.warehouse.duckdb import AuditDuckDBIOManager
+        from audit_assets.warehouse.duckdb import DuckDbAuditWarehouse
 
-        return AuditDuckDBIOManager(database=warehouse.path)
-    from audit_assets.warehouse.snowflake import AuditSnowflakeIOManager
+        return DuckDbAuditWarehouse(database=warehouse.path)
+    from audit_assets.warehouse.snowflake import SnowflakeAuditWarehouse
 
-    optional = {
-        "password": _value(warehouse.password),
-        "private_key": _value(warehouse.private_key),
-        "private_key_password": _value(warehouse.private_key_password),
+    fields = {
+        "account": warehouse.account,
+        "user": warehouse.user,
+        "password": warehouse.password,
+        "private_key": warehouse.private_key,
+        "private_key_password": warehouse.private_key_password,
         "warehouse": warehouse.warehouse,
         "role": warehouse.role,
     }
-    return AuditSnowflakeIOManager(
+    return SnowflakeAuditWarehouse(
+        name=name,
         database=warehouse.database,
-        account=_value(warehouse.account),
-        user=_value(warehouse.user),
-        **{k: v for k, v in optional.items() if v is not None},
+        settings={k: v for k, v in fields.items() if isinstance(v, str)},
+        secret_env={k: v.env for k, v in fields.items() if isinstance(v, SecretRef)},
     )

@@ -1,12 +1,8 @@
-"""The append-only DuckDB IO manager, built on dagster-duckdb's ``DbIOManager`` machinery.
+"""The DuckDB warehouse: one embedded file, append-only ``hightouch_audit`` tables and views.
 
-Differences from the stock DuckDB IO manager, each on purpose:
-- ``delete_table_slice`` does nothing: snapshots are history, never replaced;
-- tables are created with explicit DDL and rows inserted ``BY NAME`` (the stock pandas handler
-  inserts by position and infers types); DuckDB reads the Parquet spool itself;
-- one transaction per snapshot, skipped when that snapshot id is already present (appender.py);
-- the write connection is opened only to write (the platform was read beforehand) and always closed;
-- ``dagster/table_name`` is ``hightouch_audit.<table>``, not prefixed by the file path.
+DuckDB reads the Parquet spool itself and inserts ``BY NAME``; a connection is opened only for a short
+read or write (DuckDB allows one writing process per file), retried while another process holds the lock,
+and always closed.
 """
 
 from __future__ import annotations
@@ -16,16 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import duckdb
-from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster._utils.backoff import backoff
-from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
 
 from audit_assets.columns import ColumnType
 from audit_assets.snapshot import Snapshot
 from audit_assets.warehouse import sql
-from audit_assets.warehouse.appender import Engine, SnapshotAppender, ViewBuilder
+from audit_assets.warehouse.base import SCHEMA, AuditWarehouse
 
 DUCKDB = sql.Dialect(
     {
@@ -40,39 +33,36 @@ DUCKDB = sql.Dialect(
 )
 
 
-class AppendOnlyDuckDbClient(DuckDbClient):
-    @staticmethod
-    def delete_table_slice(context: dg.OutputContext, table_slice: TableSlice, connection: Any) -> None:
-        """Never delete: re-materializing a partition appends another snapshot."""
+class DuckDbAuditWarehouse(AuditWarehouse):
+    """Append-only snapshots and combined views in one DuckDB file."""
 
-    @staticmethod
-    def get_table_name(table_slice: TableSlice) -> str:
-        return sql.qualified(table_slice.schema, table_slice.table)
+    database: str
 
-    @staticmethod
+    @property
+    def dialect(self) -> sql.Dialect:
+        return DUCKDB
+
     @contextmanager
-    def connect(
-        context: dg.OutputContext | dg.InputContext, _: TableSlice
-    ) -> Iterator[duckdb.DuckDBPyConnection]:
-        # The stock connect neither creates the file's folder nor closes the connection on error.
-        database = context.resource_config["database"]
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-        config = {"custom_user_agent": "dagster", **context.resource_config["connection_config"]}
-        # Another process may hold the file's write lock for a moment: back off and retry (~100 s).
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        # Another process may hold the file's write lock for a moment: back off and retry (~100 s), as
+        # dagster-duckdb does.
         conn = backoff(
             fn=duckdb.connect,
             retry_on=(RuntimeError, duckdb.IOException),
-            kwargs={"database": database, "read_only": False, "config": config},
+            kwargs={
+                "database": self.database,
+                "read_only": False,
+                "config": {"custom_user_agent": "dagster"},
+            },
             max_retries=10,
         )
         try:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            conn.execute(f"USE {SCHEMA}")
             yield conn
         finally:
             conn.close()
-
-
-class DuckDbEngine(Engine):
-    dialect = DUCKDB
 
     def execute(self, connection: Any, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cursor = connection.execute(statement, list(params))
@@ -88,29 +78,12 @@ class DuckDbEngine(Engine):
             raise
         connection.commit()
 
-    def stage(self, connection: Any, schema: str, table: str, snapshot: Snapshot) -> str:
+    def stage(self, connection: Any, table: str, snapshot: Snapshot) -> str:
         return "read_parquet(?)"  # DuckDB scans the spool directly, in parallel, in bounded memory
 
-    def insert(self, connection: Any, schema: str, table: str, snapshot: Snapshot, staged: str) -> None:
+    def insert(self, connection: Any, table: str, snapshot: Snapshot, staged: str) -> None:
         self.execute(
             connection,
-            f"INSERT INTO {sql.qualified(schema, table)} BY NAME SELECT * FROM {staged}",  # noqa: S608
+            f"INSERT INTO {sql.qualified(SCHEMA, table)} BY NAME SELECT * FROM {staged}",  # noqa: S608
             [str(snapshot.path)],
-        )
-
-
-class AuditDuckDBIOManager(DuckDBIOManager):
-    """Append-only snapshots and combined views in one DuckDB file."""
-
-    @staticmethod
-    def type_handlers() -> Sequence[DbTypeHandler]:
-        return [SnapshotAppender(DuckDbEngine()), ViewBuilder(DuckDbEngine())]
-
-    def create_io_manager(self, context: dg.InitResourceContext) -> DbIOManager:
-        return DbIOManager(
-            db_client=AppendOnlyDuckDbClient(),
-            database=self.database,
-            schema=self.schema_,
-            type_handlers=self.type_handlers(),
-            io_manager_name="AuditDuckDBIOManager",
         )

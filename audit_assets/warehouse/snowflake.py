@@ -1,30 +1,30 @@
-"""The append-only Snowflake IO manager, built on dagster-snowflake's ``DbIOManager`` machinery.
+"""The Snowflake warehouse: append-only tables and views in the database's HIGHTOUCH_AUDIT schema.
 
-Tables live in schema HIGHTOUCH_AUDIT with unquoted (so upper-case) identifiers, TIMESTAMP_TZ times
-and VARIANT for ht_raw and nested API fields. A snapshot is bulk-loaded, never row by row: the spool
-is written in bounded batches with ``write_pandas`` (PUT + COPY) into a temporary staging table, then
-one ``INSERT … SELECT`` with ``PARSE_JSON`` moves it into the table inside a transaction, so it lands
-whole or not at all. (DDL would commit an open transaction in Snowflake, so all DDL and the staging
-load come first; the temporary table is private to the session and dies with it.)
+Unquoted (so upper-case) identifiers, TIMESTAMP_TZ times and VARIANT for ht_raw and nested API fields.
+A snapshot is bulk-loaded, never row by row: the spool is written in bounded batches with
+``write_pandas`` (PUT + COPY) into a temporary staging table, then one ``INSERT … SELECT`` with
+``PARSE_JSON`` moves it into the table inside a transaction, so it lands whole or not at all. (DDL would
+commit an open transaction in Snowflake, so all DDL and the staging load come first; the temporary table
+is private to the session and dies with it.) Views are replaced ``COPY GRANTS``, so the grants people
+gave on them survive every refresh.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import dagster as dg
-from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
-from dagster_snowflake import SnowflakeIOManager
-from dagster_snowflake.snowflake_io_manager import SnowflakeDbClient
+from dagster_snowflake import SnowflakeResource
 from snowflake.connector import pandas_tools
 
 from audit_assets.columns import Column, ColumnType, checked_identifier
+from audit_assets.secrets import read_secrets
 from audit_assets.snapshot import Snapshot
 from audit_assets.warehouse import sql
-from audit_assets.warehouse.appender import Engine, SnapshotAppender, ViewBuilder
+from audit_assets.warehouse.base import SCHEMA, AuditWarehouse
 
 _TYPES = {
     ColumnType.STRING: "VARCHAR",
@@ -35,23 +35,50 @@ _TYPES = {
     ColumnType.DATE: "DATE",
     ColumnType.TIMESTAMP_TZ: "TIMESTAMP_TZ",
 }
-SNOWFLAKE = sql.Dialect(_TYPES, param="%s", stores_upper_case=True)
+SNOWFLAKE = sql.Dialect(
+    _TYPES,
+    param="%s",
+    stores_upper_case=True,
+    view_options="COPY GRANTS",
+    raw_keys_from="(SELECT f.key AS k, t.ht_snapshot_date, t.ht_snapshot_id FROM {table} AS t, "
+    "LATERAL FLATTEN(input => t.ht_raw) AS f)",
+)
 # The staging table holds JSON as text; PARSE_JSON turns it into VARIANT on the way in.
 _STAGING = sql.Dialect({**_TYPES, ColumnType.JSON: "VARCHAR"}, param="%s", stores_upper_case=True)
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
-class AppendOnlySnowflakeDbClient(SnowflakeDbClient):
-    @staticmethod
-    def delete_table_slice(context: dg.OutputContext, table_slice: TableSlice, connection: Any) -> None:
-        """Never delete: re-materializing a partition appends another snapshot."""
+class SnowflakeAuditWarehouse(AuditWarehouse):
+    """Append-only snapshots and combined views in one Snowflake database.
 
-    @staticmethod
-    def get_table_name(table_slice: TableSlice) -> str:
-        return f"{table_slice.database}.{table_slice.schema}.{table_slice.table}".upper()
+    ``settings`` holds plain connection settings (account, user, warehouse, role); ``secret_env`` maps the
+    secret ones to the environment variables that hold them, read when a run connects.
+    """
 
+    name: str  # the warehouse's name in the configuration, for messages
+    database: str
+    settings: dict[str, str]
+    secret_env: dict[str, str]
 
-class SnowflakeEngine(Engine):
-    dialect = SNOWFLAKE
+    @property
+    def dialect(self) -> sql.Dialect:
+        return SNOWFLAKE
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        if not _NAME.match(self.database):
+            raise ValueError(f"warehouse {self.name}: {self.database!r} is not a Snowflake database name")
+        secrets = read_secrets(self.secret_env, f"warehouse {self.name}")
+        resource = SnowflakeResource(database=self.database, schema=SCHEMA, **self.settings, **secrets)
+        with resource.get_connection(raw_conn=False) as connection:
+            # A role without CREATE SCHEMA may still use a schema created for it, so look before creating.
+            found = self.execute(
+                connection, f"SHOW SCHEMAS LIKE '{SCHEMA.upper()}' IN DATABASE {self.database}"
+            )
+            if not found:
+                self.execute(connection, f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            self.execute(connection, f"USE SCHEMA {SCHEMA}")
+            yield connection
 
     def execute(self, connection: Any, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with connection.cursor() as cursor:
@@ -68,9 +95,9 @@ class SnowflakeEngine(Engine):
             raise
         self.execute(connection, "COMMIT")
 
-    def stage(self, connection: Any, schema: str, table: str, snapshot: Snapshot) -> str:
-        # Unqualified: a temporary table lives in the session's current schema (the IO manager connects
-        # with it), private to this session and gone when it ends.
+    def stage(self, connection: Any, table: str, snapshot: Snapshot) -> str:
+        # Unqualified: a temporary table lives in the session's current schema, private to this session
+        # and gone when it ends.
         staging = f"{table}_staging_{uuid.uuid4().hex[:12]}"
         self.execute(connection, sql.create_table(_STAGING, None, staging, snapshot.columns, temporary=True))
         for batch in snapshot.batches():
@@ -85,30 +112,13 @@ class SnowflakeEngine(Engine):
             )
         return sql.qualified(None, staging)
 
-    def insert(self, connection: Any, schema: str, table: str, snapshot: Snapshot, staged: str) -> None:
+    def insert(self, connection: Any, table: str, snapshot: Snapshot, staged: str) -> None:
         names = ", ".join(c.name for c in snapshot.columns)
         values = ", ".join(_from_staging(c) for c in snapshot.columns)
-        insert = f"INSERT INTO {sql.qualified(schema, table)} ({names}) SELECT {values} FROM {staged}"  # noqa: S608
+        insert = f"INSERT INTO {sql.qualified(SCHEMA, table)} ({names}) SELECT {values} FROM {staged}"  # noqa: S608
         self.execute(connection, insert)
 
 
 def _from_staging(column: Column) -> str:
     name = checked_identifier(column.name)
     return f"PARSE_JSON({name})" if column.type is ColumnType.JSON else name
-
-
-class AuditSnowflakeIOManager(SnowflakeIOManager):
-    """Append-only snapshots and combined views in one Snowflake database."""
-
-    @staticmethod
-    def type_handlers() -> Sequence[DbTypeHandler]:
-        return [SnapshotAppender(SnowflakeEngine()), ViewBuilder(SnowflakeEngine())]
-
-    def create_io_manager(self, context: dg.InitResourceContext) -> DbIOManager:
-        return DbIOManager(
-            db_client=AppendOnlySnowflakeDbClient(),
-            database=self.database,
-            schema=self.schema_,
-            type_handlers=self.type_handlers(),
-            io_manager_name="AuditSnowflakeIOManager",
-        )

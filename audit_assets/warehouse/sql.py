@@ -1,7 +1,9 @@
-"""SQL text shared by the warehouse engines: DDL and view bodies, from validated identifiers only.
+"""SQL text shared by the warehouse engines: DDL, view bodies and report queries, from validated identifiers.
 
-Each engine supplies a ``Dialect`` (its type names); the statements are generated here once, so
-every engine's view comes from the same definition of the per-platform mappings.
+Each engine supplies a ``Dialect`` (its type names and the few phrases that differ); the statements are
+generated here once, so every engine's view and report come from the same definition of the per-platform
+mappings. Values always travel as bound parameters; only checked identifiers and our own integers are
+written into the text.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from audit_assets.columns import Column, ColumnType, checked_identifier
-from audit_assets.views import V1_COLUMNS, ViewDefinition, ViewSource
+from audit_assets.views import V1_COLUMNS, V1Mapping, ViewDefinition, ViewSource
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,11 @@ class Dialect:
     type_names: Mapping[ColumnType, str]
     param: str = "?"  # the driver's placeholder for a bound parameter
     stores_upper_case: bool = False  # unquoted identifiers are stored upper-cased (Snowflake)
+    view_options: str = ""  # between the view's name and AS, e.g. Snowflake's COPY GRANTS
+    # ``{table}``-formatted FROM clause listing every top-level key of ht_raw as ``k``
+    raw_keys_from: str = (
+        "(SELECT unnest(json_keys(ht_raw)) AS k, ht_snapshot_date, ht_snapshot_id FROM {table})"
+    )
 
     def type_of(self, kind: ColumnType) -> str:
         return self.type_names[kind]
@@ -60,14 +67,6 @@ def count_snapshot(dialect: Dialect, schema: str, table: str) -> str:
     return f"SELECT count(*) FROM {qualified(schema, table)} WHERE ht_snapshot_date = {p} AND ht_snapshot_id = {p}"  # noqa: S608
 
 
-def count_partition(dialect: Dialect, schema: str, table: str) -> str:
-    return f"SELECT count(*) FROM {qualified(schema, table)} WHERE ht_snapshot_date = {dialect.param}"  # noqa: S608
-
-
-def count_rows(dialect: Dialect, schema: str, table: str) -> str:
-    return f"SELECT count(*) FROM {qualified(schema, table)}"  # noqa: S608
-
-
 def add_column(dialect: Dialect, schema: str, table: str, column: Column) -> str:
     return (
         f"ALTER TABLE {qualified(schema, table)} ADD COLUMN {checked_identifier(column.name)} "
@@ -75,25 +74,28 @@ def add_column(dialect: Dialect, schema: str, table: str, column: Column) -> str
     )
 
 
-def _v1_select(dialect: Dialect, schema: str, source: ViewSource) -> str:
-    m = source.mapping
-    size = checked_identifier(m.audience_size)
-    if m.size_null_values:
-        sentinels = ", ".join(str(int(v)) for v in m.size_null_values)
+def v1_expressions(dialect: Dialect, mapping: V1Mapping) -> dict[str, str]:
+    """Each v1 column as an expression over one destination table's columns."""
+    size = checked_identifier(mapping.audience_size)
+    if mapping.size_null_values:
+        sentinels = ", ".join(str(int(v)) for v in mapping.size_null_values)
         size = f"CASE WHEN {size} IN ({sentinels}) THEN NULL ELSE {size} END"
     expressions = {
         "ad_account_id": "ht_ad_account_id",
-        "audience_id": checked_identifier(m.audience_id),
-        "audience_name": checked_identifier(m.audience_name),
+        "audience_id": checked_identifier(mapping.audience_id),
+        "audience_name": checked_identifier(mapping.audience_name),
         "audience_size": size,
         "ht_fetched_at": "ht_fetched_at",
         "ht_destination": "ht_destination",
         "ht_destination_id": "ht_destination_id",
         "ht_sync_id": "ht_sync_id",
     }
-    items = ",\n       ".join(
-        f"CAST({expressions[c.name]} AS {dialect.type_of(c.type)}) AS {c.name}" for c in V1_COLUMNS
-    )
+    return {c.name: f"CAST({expressions[c.name]} AS {dialect.type_of(c.type)})" for c in V1_COLUMNS}
+
+
+def _v1_select(dialect: Dialect, schema: str, source: ViewSource) -> str:
+    expressions = v1_expressions(dialect, source.mapping)
+    items = ",\n       ".join(f"{expressions[c.name]} AS {c.name}" for c in V1_COLUMNS)
     return f"SELECT {items}\nFROM {qualified(schema, source.table)}"
 
 
@@ -108,4 +110,94 @@ def create_view(dialect: Dialect, schema: str, name: str, view: ViewDefinition) 
     """``CREATE OR REPLACE VIEW`` over every source table; empty but typed when there is none."""
     selects = [_v1_select(dialect, schema, s) for s in view.sources]
     body = "\nUNION ALL\n".join(selects) if selects else _empty_select(dialect, V1_COLUMNS)
-    return f"CREATE OR REPLACE VIEW {qualified(schema, name)} AS\n{body}"
+    options = f" {dialect.view_options}" if dialect.view_options else ""
+    return f"CREATE OR REPLACE VIEW {qualified(schema, name)}{options} AS\n{body}"
+
+
+# --- reports: what a snapshot and a view hold, read back from the warehouse -------------------------------
+
+
+def _snapshot_rows(dialect: Dialect, schema: str, source: ViewSource) -> str:
+    """One snapshot's audiences in v1 terms; binds (snapshot_date, snapshot_id)."""
+    e = v1_expressions(dialect, source.mapping)
+    p = dialect.param
+    return (
+        f"SELECT {e['ad_account_id']} AS ad_account_id, {e['audience_id']} AS audience_id, "
+        f"{e['audience_name']} AS audience_name, {e['audience_size']} AS audience_size, ht_fetched_at\n"
+        f"FROM {qualified(schema, source.table)} WHERE ht_snapshot_date = {p} AND ht_snapshot_id = {p}"
+    )
+
+
+def snapshot_totals(dialect: Dialect, schema: str, source: ViewSource) -> str:
+    """(audiences, audiences with a size, total size, fetched_at) of one snapshot; binds (date, id)."""
+    return (
+        "SELECT count(*), count(audience_size), sum(audience_size), min(ht_fetched_at)\n"
+        f"FROM ({_snapshot_rows(dialect, schema, source)}) AS s"
+    )
+
+
+def snapshot_accounts(dialect: Dialect, schema: str, source: ViewSource) -> str:
+    """(ad account, audiences) of one snapshot; binds (date, id)."""
+    return (
+        "SELECT ad_account_id, count(*) FROM "  # noqa: S608
+        f"({_snapshot_rows(dialect, schema, source)}) AS s GROUP BY ad_account_id ORDER BY ad_account_id"
+    )
+
+
+def largest_audiences(dialect: Dialect, schema: str, source: ViewSource, limit: int) -> str:
+    """The ``limit`` largest audiences of one snapshot (unsized last); binds (date, id)."""
+    return (
+        "SELECT ad_account_id, audience_id, audience_name, audience_size FROM "  # noqa: S608
+        f"({_snapshot_rows(dialect, schema, source)}) AS s\n"
+        f"ORDER BY audience_size DESC NULLS LAST, audience_id LIMIT {int(limit)}"
+    )
+
+
+def latest_snapshot_of_day(dialect: Dialect, schema: str, table: str) -> str:
+    """The id of the last snapshot taken for one day; binds (snapshot_date)."""
+    return (
+        f"SELECT ht_snapshot_id FROM {qualified(schema, table)} WHERE ht_snapshot_date = {dialect.param} "  # noqa: S608
+        "ORDER BY ht_fetched_at DESC LIMIT 1"
+    )
+
+
+def previous_snapshot(dialect: Dialect, schema: str, table: str) -> str:
+    """(snapshot_date, snapshot_id) of the latest snapshot fetched before a time; binds (fetched_at)."""
+    return (
+        f"SELECT ht_snapshot_date, ht_snapshot_id FROM {qualified(schema, table)} "  # noqa: S608
+        f"WHERE ht_fetched_at < {dialect.param} ORDER BY ht_fetched_at DESC LIMIT 1"
+    )
+
+
+def audiences_not_in(dialect: Dialect, schema: str, source: ViewSource) -> str:
+    """How many audiences of one snapshot are absent from another; binds (date, id, other date, other id)."""
+    rows = _snapshot_rows(dialect, schema, source)
+    return (
+        f"SELECT count(*) FROM (SELECT ad_account_id, audience_id FROM ({rows}) AS a\n"  # noqa: S608
+        f"EXCEPT SELECT ad_account_id, audience_id FROM ({rows}) AS b) AS d"
+    )
+
+
+def raw_field_names(dialect: Dialect, schema: str, table: str) -> str:
+    """Every top-level field name in one snapshot's ht_raw; binds (date, id)."""
+    p = dialect.param
+    source = dialect.raw_keys_from.format(table=qualified(schema, table))
+    return f"SELECT DISTINCT k FROM {source} AS r WHERE ht_snapshot_date = {p} AND ht_snapshot_id = {p}"  # noqa: S608
+
+
+def view_row_count(schema: str, name: str) -> str:
+    return f"SELECT count(*) FROM {qualified(schema, name)}"  # noqa: S608
+
+
+def view_latest_totals(schema: str, name: str) -> str:
+    """Per destination, its latest snapshot in the view: when, audiences, with a size, total size."""
+    view = qualified(schema, name)
+    return (
+        "WITH latest AS (SELECT ht_destination, ht_destination_id, max(ht_fetched_at) AS fetched_at "  # noqa: S608
+        f"FROM {view} GROUP BY ht_destination, ht_destination_id)\n"
+        "SELECT v.ht_destination, v.ht_destination_id, l.fetched_at, count(*), count(v.audience_size), "
+        f"sum(v.audience_size)\nFROM {view} AS v JOIN latest AS l ON v.ht_destination = l.ht_destination "
+        "AND v.ht_destination_id = l.ht_destination_id AND v.ht_fetched_at = l.fetched_at\n"
+        "GROUP BY v.ht_destination, v.ht_destination_id, l.fetched_at "
+        "ORDER BY v.ht_destination, v.ht_destination_id"
+    )

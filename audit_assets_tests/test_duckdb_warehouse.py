@@ -1,4 +1,4 @@
-"""The append-only DuckDB IO manager on its own: idempotent writes and all-or-nothing snapshots."""
+"""The append-only DuckDB warehouse on its own: idempotent writes and all-or-nothing snapshots."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import pytest
 
 from audit_assets.snapshot import Snapshot
 from audit_assets_tests.platform_harness import (
-    DEMO_DAY,
-    DEMO_PARTITIONS_START,
     DEMO_TABLE,
     demo_meta_snapshot,
     write_duckdb,
@@ -18,7 +16,7 @@ from audit_assets_tests.platform_harness import (
 
 
 def write(db: Path, snapshot: Snapshot) -> None:
-    write_duckdb(db, snapshot, DEMO_TABLE, DEMO_DAY.isoformat(), DEMO_PARTITIONS_START)
+    write_duckdb(db, snapshot, DEMO_TABLE)
 
 
 def count(db: Path) -> list[tuple]:

@@ -1,0 +1,94 @@
+"""The checks a snapshot is judged by, and the freshness a destination is held to.
+
+All checks are WARN: they flag what a person should look at (a field the code does not type yet, a
+sharp fall in audiences) without blocking the history, which is recorded either way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import dagster as dg
+
+from audit_assets.config import ChecksConfig
+from audit_assets.platforms.base import Platform
+from audit_assets.warehouse.base import SnapshotReport
+
+UNKNOWN_FIELDS_CHECK = "no_unknown_api_fields"
+SHARP_DROP_CHECK = "no_sharp_drop"
+
+
+def check_specs(key: dg.AssetKey, platform: Platform, checks: ChecksConfig) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            UNKNOWN_FIELDS_CHECK,
+            asset=key,
+            description=f"Every field {platform.title} returned has a typed column. A new field is kept in "
+            "ht_raw and reported here until the platform module declares it.",
+        ),
+        dg.AssetCheckSpec(
+            SHARP_DROP_CHECK,
+            asset=key,
+            description=f"The snapshot's audience count and total audience size did not fall by more than "
+            f"{checks.sharp_drop_percent:g}% from the previous snapshot (checks.sharp_drop_percent).",
+        ),
+    ]
+
+
+def freshness_policy(checks: ChecksConfig) -> dg.FreshnessPolicy:
+    """A destination with no snapshot for longer than ``checks.freshness_hours`` fails freshness."""
+    return dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=checks.freshness_hours))
+
+
+def unknown_fields(reports: Sequence[SnapshotReport], platform: Platform) -> dg.AssetCheckResult:
+    known = {f.api_name for f in platform.fields}
+    unknown = sorted(set().union(*(r.raw_fields for r in reports)) - known)
+    return dg.AssetCheckResult(
+        check_name=UNKNOWN_FIELDS_CHECK,
+        passed=not unknown,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"unknown_api_fields": dg.MetadataValue.json(unknown)},
+        description=(
+            f"{platform.title} returned fields without a typed column: {', '.join(unknown)}. They are kept "
+            "in ht_raw."
+            if unknown
+            else None
+        ),
+    )
+
+
+def _fall_percent(now: int | None, before: int | None) -> float | None:
+    if now is None or not before:
+        return None
+    return max(0.0, 100.0 * (before - now) / before)
+
+
+def sharp_drop(reports: Sequence[SnapshotReport], checks: ChecksConfig) -> dg.AssetCheckResult:
+    """Compare each snapshot of the step with the one fetched before it."""
+    falls: dict[str, float] = {}
+    problems = []
+    for report in reports:
+        previous, now = report.previous, report.totals
+        if previous is None:
+            continue
+        for what, current, earlier in (
+            ("audiences", now.audiences, previous.audiences),
+            ("audience_size_total", now.audience_size_total, previous.audience_size_total),
+        ):
+            fall = _fall_percent(current, earlier)
+            if fall is None:
+                continue
+            falls[f"{what}_fall_percent"] = max(falls.get(f"{what}_fall_percent", 0.0), round(fall, 2))
+            if fall > checks.sharp_drop_percent:
+                problems.append(
+                    f"{what} fell {fall:.1f}% ({earlier} → {current}) in snapshot {now.snapshot_id} of "
+                    f"{now.snapshot_date} against {previous.snapshot_id} of {previous.snapshot_date}"
+                )
+    return dg.AssetCheckResult(
+        check_name=SHARP_DROP_CHECK,
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={**falls, "threshold_percent": checks.sharp_drop_percent},
+        description="; ".join(problems) if problems else None,
+    )
