@@ -1,4 +1,5 @@
-"""Dagster resources for the APIs we call: one per destination, and Hightouch's; a client per snapshot."""
+"""The code location's Dagster resources: one per destination and Hightouch's (a client per snapshot), and
+one per warehouse."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import dagster as dg
 import httpx
 
 from audit_assets import hightouch
-from audit_assets.config import DestinationConfig, HightouchConfig, SnapshotPolicy
+from audit_assets.catalog import HIGHTOUCH_RESOURCE_KEY, client_resource_key, warehouse_key
+from audit_assets.config import AuditConfig, DestinationConfig, HightouchConfig, SnapshotPolicy
 from audit_assets.hightouch import HightouchClient
 from audit_assets.platforms import PLATFORMS
 from audit_assets.platforms.base import AudienceClient, AuthContext, ClientSettings
@@ -169,3 +171,18 @@ def build_resource(dest: DestinationConfig, policy: SnapshotPolicy) -> AdPlatfor
         public_credentials={} if dest.credentials else dict(demo_credentials(base_url)),
         **_http_settings(policy),
     )
+
+
+def build_resources(config: AuditConfig) -> dict[str, dg.ConfigurableResource]:
+    """Every resource the code location's assets and jobs use, by resource key."""
+    from audit_assets.warehouse import build_warehouse
+
+    resources: dict[str, dg.ConfigurableResource] = {
+        warehouse_key(name): build_warehouse(name, warehouse) for name, warehouse in config.warehouses.items()
+    }
+    resources |= {
+        client_resource_key(d): build_resource(d, config.snapshots) for d in config.destinations if d.enabled
+    }
+    if config.hightouch is not None:
+        resources[HIGHTOUCH_RESOURCE_KEY] = build_hightouch_resource(config.hightouch, config.snapshots)
+    return resources

@@ -21,7 +21,9 @@ def day(offset: int) -> str:
     return (TODAY + dt.timedelta(days=offset)).isoformat()
 
 
-def test_a_ten_day_range_records_today_and_yesterday_and_leaves_the_rest_missing(workspace: Workspace) -> None:
+def test_a_ten_day_range_records_today_and_yesterday_and_leaves_the_rest_missing(
+    workspace: Workspace,
+) -> None:
     config = workspace.config([sandbox_meta()])
     result = workspace.run_range(config, day(-9), day(0))
     assert result.success, failure_messages(result)
