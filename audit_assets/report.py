@@ -8,6 +8,7 @@ audiences.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,10 +30,10 @@ _DESTINATION_TABLE = dg.TableSchema(
     columns=[
         dg.TableColumn("ht_destination", "string"),
         dg.TableColumn("ht_destination_id", "string"),
-        dg.TableColumn("latest_ht_fetched_at", "string"),
         dg.TableColumn("audiences", "int"),
-        dg.TableColumn("audiences_with_size", "int"),
         dg.TableColumn("audience_size_total", "int"),
+        dg.TableColumn("audiences_with_size", "int"),
+        dg.TableColumn("latest_ht_fetched_at", "string", description="UTC, to the minute"),
     ]
 )
 
@@ -96,10 +97,10 @@ def view_metadata(report: ViewReport) -> Mapping[str, dg.RawMetadataValue]:
                     {
                         "ht_destination": t.destination,
                         "ht_destination_id": t.destination_id,
-                        "latest_ht_fetched_at": t.fetched_at.isoformat(),
                         "audiences": t.audiences,
-                        "audiences_with_size": t.audiences_with_size,
                         "audience_size_total": t.audience_size_total,
+                        "audiences_with_size": t.audiences_with_size,
+                        "latest_ht_fetched_at": t.fetched_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M"),
                     }
                 )
                 for t in report.latest
