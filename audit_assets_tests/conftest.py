@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -141,6 +143,21 @@ def meta_server(
     yield start
     for context in reversed(stack):
         context.__exit__(None, None, None)
+
+
+def run_command(
+    argv: list[str], workspace: Workspace, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """A command of this venv run as a person runs it: its own process, in the workspace folder."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name(argv[0])), *argv[1:]],
+        env=env,
+        cwd=workspace.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:

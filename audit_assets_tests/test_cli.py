@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 
-from audit_assets_tests.conftest import Workspace, sandbox_meta, today_key
+from audit_assets_tests.conftest import Workspace, run_command, sandbox_meta, today_key
 
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
 TABLE = "hightouch_audit.meta_sandbox_meta_audiences"
 
 
@@ -20,15 +18,7 @@ def run_cli(args: list[str], workspace: Workspace, config: Path) -> subprocess.C
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "AUDIT_ASSETS_CONFIG": str(config)}
-    return subprocess.run(
-        [DAGSTER, *args],
-        env=env,
-        cwd=workspace.root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_command(["dagster", *args], workspace, env)
 
 
 def test_materialize_group_twice_keeps_both_snapshots(workspace: Workspace) -> None:

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from audit_assets.definitions import build_definitions
 from audit_assets.preflight import JOB_NAME
-from audit_assets_tests.conftest import Workspace, failure_messages, sandbox_meta
+from audit_assets_tests.conftest import Workspace, failure_messages, run_command, sandbox_meta
 
 
-def run_preflight(workspace: Workspace, config: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AUDIT_ASSETS_CONFIG": str(config)}
-    env.pop("AUDIT_ASSETS_TEST_UNSET_TOKEN", None)
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("audit-assets-preflight"))],
-        env=env,
-        cwd=workspace.root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def run_preflight(workspace: Workspace, config: Path | None) -> subprocess.CompletedProcess[str]:
+    """The command as a person runs it; ``config`` None: the packaged sandbox default."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AUDIT_ASSETS_CONFIG", "AUDIT_ASSETS_TEST_UNSET_TOKEN")
+    }
+    if config is not None:
+        env["AUDIT_ASSETS_CONFIG"] = str(config)
+    return run_command(["audit-assets-preflight"], workspace, env)
 
 
 def test_preflight_says_per_destination_what_works_in_one_line_each(
@@ -57,16 +54,7 @@ def test_preflight_says_per_destination_what_works_in_one_line_each(
 
 
 def test_preflight_passes_on_the_packaged_sandbox(workspace: Workspace) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "AUDIT_ASSETS_CONFIG"}
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("audit-assets-preflight"))],
-        env=env,
-        cwd=workspace.root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_preflight(workspace, None)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "9 passed, 0 failed" in result.stdout
 

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-
-import dagster as dg
 
 from audit_assets.checks import SHARP_DROP_CHECK, UNKNOWN_FIELDS_CHECK
-from audit_assets.config import load_config
-from audit_assets.definitions import build_definitions
 from audit_assets.platforms import meta
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
-from audit_assets.schedules import JOB_NAME
 from audit_assets_tests.conftest import Workspace, failure_messages, sandbox_meta, today_key
 
 TABLE = "hightouch_audit.meta_sandbox_meta_audiences"
@@ -198,30 +192,6 @@ def test_disabled_destination_keeps_its_table_and_history_in_the_view(workspace:
     )
     assert counts == [("sandbox_meta", 13), ("second", 13)]
     assert workspace.query(f"SELECT count(DISTINCT ht_snapshot_id) FROM {TABLE}") == [(1,)]
-
-
-def audience_job() -> dg.JobDefinition:
-    """The job as Dagster reconstructs it in another process: from $AUDIT_ASSETS_CONFIG."""
-    return build_definitions(load_config()).resolve_job_def(JOB_NAME)
-
-
-def test_reexecuting_a_run_does_not_write_its_snapshot_twice(workspace: Workspace, monkeypatch) -> None:
-    """A re-execution shares the root run id, hence the snapshot id: the IO manager writes it once."""
-    monkeypatch.setenv("AUDIT_ASSETS_CONFIG", str(workspace.write_config([sandbox_meta()])))
-    recon = dg.build_reconstructable_job(
-        "audit_assets_tests.test_snapshot_assets", "audience_job", reconstructor_working_directory=os.getcwd()
-    )
-    tags = {"dagster/partition": today_key()}
-    first = dg.execute_job(recon, workspace.instance, tags=tags)
-    assert first.success
-    again = dg.execute_job(
-        recon,
-        workspace.instance,
-        tags=tags,
-        reexecution_options=dg.ReexecutionOptions(parent_run_id=first.run_id, step_selection=[NODE]),
-    )
-    assert again.success
-    assert workspace.query(f"SELECT count(DISTINCT ht_snapshot_id), count(*) FROM {TABLE}") == [(1, 13)]
 
 
 def test_allow_list_matching_no_active_account_fails_instead_of_writing_nothing(workspace: Workspace) -> None:
