@@ -57,6 +57,8 @@ def build_view_asset(config: AuditConfig, warehouse: str) -> dg.AssetsDefinition
         # depends on the latest partition (and a backfill of old days never holds it back).
         deps=[dg.AssetDep(destination_key(d), partition_mapping=dg.LastPartitionMapping()) for d in dests],
         required_resource_keys={store_key},
+        # Like the destinations, so `dagster asset materialize --partition-range` runs the group in one run.
+        backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={config.warehouses[warehouse].type, "view"},
         owners=sorted({owner for d in dests for owner in d.owners}),
         code_version="v1",

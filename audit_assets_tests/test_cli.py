@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 from pathlib import Path
@@ -69,3 +70,19 @@ def test_a_bad_config_fails_at_load_naming_the_field(workspace: Workspace) -> No
     output = result.stdout + result.stderr
     assert "destinations[0].credentials" in output
     assert "EAAB-literal-secret-9" not in output
+
+
+def test_a_partition_range_is_one_run_that_records_only_truthful_days(workspace: Workspace) -> None:
+    config = workspace.write_config([sandbox_meta()])
+    first = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=9)).isoformat()
+    command = [
+        "asset", "materialize", "-m", "audit_assets.definitions",
+        "--select", "group:hightouch_audit", "--partition-range", f"{first}...{today_key()}",
+    ]  # fmt: skip
+    result = run_cli(command, workspace, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with duckdb.connect(str(workspace.db_path), read_only=True) as conn:
+        days = conn.execute(f"SELECT DISTINCT ht_snapshot_date FROM {TABLE} ORDER BY 1").fetchall()
+    today = dt.datetime.now(dt.UTC).date()
+    assert [d for (d,) in days] == [today - dt.timedelta(days=1), today]
+    assert "8 partitions" in result.stderr and "stay missing" in result.stderr
