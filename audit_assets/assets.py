@@ -134,14 +134,18 @@ def build_destination_asset(
             fetch = FetchStats(
                 api.requests_sent, api.throttle_waited_seconds, snapshot.accounts_not_found, from_hightouch
             )
-        with store.session() as session:
+        try:
+            with store.session() as session:
+                if fetch is not None:
+                    session.append(dest.table, snapshot)
+                # Every write also refreshes the view, so it is current whatever else fails in the run.
+                session.replace_view(V1_NAME, view)
+                report = session.snapshot_report(
+                    source, identity.snapshot_date, identity.snapshot_id, LARGEST_SHOWN
+                )
+        finally:
             if fetch is not None:
-                session.append(dest.table, snapshot)
-            # Every write also refreshes the view, so it is current whatever else fails in the run.
-            session.replace_view(V1_NAME, view)
-            report = session.snapshot_report(
-                source, identity.snapshot_date, identity.snapshot_id, LARGEST_SHOWN
-            )
+                snapshot.discard()  # also when the warehouse could not be reached
         return report, snapshot_metadata(report, fetch)
 
     def latest_reports(context: AssetExecutionContext) -> list[SnapshotReport]:

@@ -7,7 +7,9 @@ whole or not at all. Nothing here knows a particular platform or warehouse.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
 import re
@@ -48,6 +50,44 @@ class SnapshotIdentity:
     destination_id: str
 
 
+SPOOL_PREFIX = "audit_assets_spool_"
+_LOCK_FILE = ".lock"
+
+
+class Spool:
+    """A snapshot's folder on local disk, locked for as long as its process holds it.
+
+    The lock is an ``flock`` on a file inside the folder: the kernel drops it when the process ends,
+    however it ends, so a later snapshot can tell a spool orphaned by a killed run from one in use,
+    and removes the orphans.
+    """
+
+    def __init__(self) -> None:
+        remove_orphaned_spools()
+        self.path = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX))
+        self._lock = (self.path / _LOCK_FILE).open("w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def remove(self) -> None:
+        if not self._lock.closed:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self._lock.close()
+
+
+def remove_orphaned_spools(root: Path | None = None) -> list[Path]:
+    """Remove every spool folder in ``root`` (the temp dir) whose lock no process holds; return them."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*"):
+        try:
+            with (folder / _LOCK_FILE).open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: the owner is alive
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except OSError:  # BlockingIOError while its owner runs; a folder being removed under us
+            continue
+    return removed
+
+
 @dataclass
 class Snapshot:
     """A finished snapshot spooled on local disk, ready to be appended by a warehouse IO manager."""
@@ -60,7 +100,7 @@ class Snapshot:
     audiences_by_account: dict[str, int]
     drift_fields: frozenset[str]
     accounts_not_found: tuple[str, ...] = ()
-    _spool_dir: Path | None = field(default=None, repr=False)
+    _spool: Spool | None = field(default=None, repr=False)
 
     def batches(self, batch_rows: int = DEFAULT_CHUNK_ROWS) -> pa.RecordBatchReader:
         """Stream the spooled rows back in bounded batches."""
@@ -70,13 +110,24 @@ class Snapshot:
         )
 
     def discard(self) -> None:
-        if self._spool_dir is not None:
-            shutil.rmtree(self._spool_dir, ignore_errors=True)
-            self._spool_dir = None
+        if self._spool is not None:
+            self._spool.remove()
+            self._spool = None
 
 
 def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
     return pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in columns])
+
+
+def _as_integer(value: Any) -> int | None:
+    """The integer a JSON value spells, or None: ints, integral floats, and digit strings (Google's int64)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _INTEGER_TEXT.match(value):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _coerce(value: Any, kind: ColumnType) -> Any:
@@ -91,15 +142,17 @@ def _coerce(value: Any, kind: ColumnType) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
     elif kind is ColumnType.INTEGER:
-        if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
-            return value
-        if isinstance(value, str) and _INTEGER_TEXT.match(value) and -(2**63) <= int(value) < 2**63:
-            return int(value)  # int64 values arrive as strings on some APIs (Google Ads)
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
+        number = _as_integer(value)
+        if number is not None:
+            if -(2**63) <= number < 2**63:
+                return number
+            raise ValueError(f"{value!r} is outside the signed 64-bit integer range")
     elif kind is ColumnType.FLOAT:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise ValueError("a number too large for a double") from None
     elif kind is ColumnType.BOOLEAN and isinstance(value, bool):
         return value
     raise ValueError(f"expected {kind.value}, got {type(value).__name__}")
@@ -151,8 +204,8 @@ def take_snapshot(
     columns = platform.columns
     known_fields = {f.api_name for f in platform.fields}
     typed_fields = [(f.api_name, f.column, f.type) for f in platform.fields]
-    spool_dir = Path(tempfile.mkdtemp(prefix=f"audit_assets_{identity.destination}_"))
-    path = spool_dir / "snapshot.parquet"
+    spool = Spool()
+    path = spool.path / "snapshot.parquet"
     spooler = _Spooler(path, columns, chunk_rows)
     drift: set[str] = set()
     by_account: dict[str, int] = {}
@@ -217,8 +270,9 @@ def take_snapshot(
             by_account[account.id] = count
         spooler.close()
     except BaseException:
-        spooler.close()
-        shutil.rmtree(spool_dir, ignore_errors=True)
+        with contextlib.suppress(Exception):  # the writer may be what failed
+            spooler.close()
+        spool.remove()
         raise
     return Snapshot(
         identity=identity,
@@ -229,5 +283,5 @@ def take_snapshot(
         audiences_by_account=by_account,
         drift_fields=frozenset(drift),
         accounts_not_found=not_found,
-        _spool_dir=spool_dir,
+        _spool=spool,
     )

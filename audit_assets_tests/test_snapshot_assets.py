@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 from audit_assets.checks import SHARP_DROP_CHECK, UNKNOWN_FIELDS_CHECK
 from audit_assets.platforms import meta
@@ -236,3 +237,47 @@ def test_a_wrong_answer_is_not_retried_as_a_step(workspace: Workspace, meta_serv
     result = workspace.run(config)
     assert not result.success
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+def test_a_value_that_cannot_be_typed_fails_as_a_bad_response_leaving_nothing(
+    workspace: Workspace, meta_server, spool_root
+) -> None:
+    """1e19 in an int64 column: one clean failure, no step retry, no row, no spool left behind."""
+    for value in (1e19, 10**19):
+        _, dest = meta_server(new_fields={"approximate_count_lower_bound": value})
+        config = workspace.config([dest], snapshots={"retry_base_delay_seconds": 0.01, "step_retries": 1})
+        result = workspace.run(config)
+        assert not result.success
+        message = failure_messages(result)
+        assert "field approximate_count_lower_bound" in message and "64-bit" in message
+        assert "Nothing was written" in message
+        assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+        assert not workspace.table_exists("meta_served_meta_audiences")
+        assert list(spool_root.iterdir()) == []
+
+
+def test_a_spool_orphaned_by_a_killed_process_is_removed_by_a_later_snapshot(spool_root) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from audit_assets.snapshot import SPOOL_PREFIX, Spool, remove_orphaned_spools
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "from audit_assets.snapshot import Spool; import sys, time; "
+         "s = Spool(); print(s.path, flush=True); time.sleep(120)"],
+        env={**os.environ, "TMPDIR": str(spool_root)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    orphan = holder.stdout.readline().strip()
+    assert orphan.startswith(str(spool_root / SPOOL_PREFIX))
+    assert remove_orphaned_spools(spool_root) == [], "a spool whose process runs is in use"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+
+    mine = Spool()  # a later snapshot starting removes the orphan; its own spool stays
+    assert [p.name for p in spool_root.iterdir()] == [mine.path.name]
+    assert remove_orphaned_spools(spool_root) == []
+    mine.remove()
+    assert list(spool_root.iterdir()) == []
