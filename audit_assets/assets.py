@@ -141,7 +141,11 @@ def build_destination_asset(
                 # Every write also refreshes the view, so it is current whatever else fails in the run.
                 session.replace_view(V1_NAME, view)
                 report = session.snapshot_report(
-                    source, identity.snapshot_date, identity.snapshot_id, LARGEST_SHOWN
+                    source,
+                    identity.snapshot_date,
+                    identity.snapshot_id,
+                    LARGEST_SHOWN,
+                    fetched_at_if_empty=snapshot.fetched_at if fetch is not None else None,
                 )
         finally:
             if fetch is not None:

@@ -21,6 +21,7 @@ from audit_assets.config import AuditConfig, ConfigError, DestinationConfig, loa
 from audit_assets.platforms.base import AuthError, PlatformError
 from audit_assets.resources import AdPlatformResource, HightouchResource, build_resources
 from audit_assets.secrets import MissingSecret
+from audit_assets.snapshot import choose_accounts
 from audit_assets.warehouse.base import AuditWarehouse
 
 JOB_NAME = "preflight"
@@ -40,14 +41,9 @@ def check_destination(dest: DestinationConfig, client: AdPlatformResource, log: 
     subject = f"{dest.type}/{dest.id}"
     try:
         with client.open(log) as (platform_client, _):
-            seen = platform_client.active_accounts()
-            allowed = dest.account_allow_list
-            accounts = seen if allowed is None else [a for a in seen if a.id in allowed]
-            if not accounts:
-                which = "of ad_account_ids " if allowed is not None else ""
-                return Verdict(
-                    subject, False, f"credentials accepted, but no active ad account {which}is visible"
-                )
+            accounts, _ = choose_accounts(
+                platform_client.discover_accounts(), dest.account_allow_list, subject
+            )
             unreadable = []
             for account in accounts:
                 try:
@@ -57,7 +53,7 @@ def check_destination(dest: DestinationConfig, client: AdPlatformResource, log: 
     except MissingSecret as exc:
         return Verdict(subject, False, str(exc).removeprefix(f"destination {subject}: "))
     except PlatformError as exc:  # AuthError included: its message says the credentials were refused
-        return Verdict(subject, False, str(exc))
+        return Verdict(subject, False, str(exc).removeprefix(f"{subject}: "))
     readable = len(accounts) - len(unreadable)
     given = "env set" if client.credential_env else "sandbox demo credentials"
     detail = (

@@ -57,7 +57,7 @@ def snapshot_metadata(report: SnapshotReport, fetch: FetchStats | None) -> dict[
         "audience_size_total": _int(totals.audience_size_total),
         "audiences_new": _int(report.audiences_new),
         "audiences_vanished": _int(report.audiences_vanished),
-        "ad_accounts": len(report.audiences_by_account),
+        "ad_accounts_with_audiences": len(report.audiences_by_account),
         "ht_fetched_at": dg.MetadataValue.timestamp(totals.fetched_at),
         "snapshot_id": totals.snapshot_id,
         "snapshot": "taken in this step"

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audit_assets.columns import HT_RAW, Column, ColumnType
-from audit_assets.platforms.base import AccountsNotFound, AudienceClient, BadResponse, Platform
+from audit_assets.platforms.base import AccountsNotFound, AdAccount, AudienceClient, BadResponse, Platform
 
 ARROW_TYPES: dict[ColumnType, pa.DataType] = {
     ColumnType.STRING: pa.string(),
@@ -189,6 +189,45 @@ class _Spooler:
         self._writer.close()
 
 
+def _statuses(accounts: list[AdAccount]) -> str:
+    """``1000000003 CLOSED, 1000000004 (no status)``, at most five, then how many more."""
+    shown = [f"{a.id} {a.status or '(no status)'}" for a in accounts[:5]]
+    more = f" and {len(accounts) - 5} more" if len(accounts) > 5 else ""
+    return ", ".join(shown) + more
+
+
+def choose_accounts(
+    discovered: list[AdAccount], allow_list: frozenset[str] | None, who: str
+) -> tuple[list[AdAccount], tuple[str, ...]]:
+    """The accounts a snapshot covers (active, and allow-listed if there is a list), and the allow-listed
+    ids not among them. Raise AccountsNotFound, saying which filter removed every account, when none is
+    left: an empty discovery is a misconfiguration to fix, never an empty snapshot to record.
+    """
+    if not discovered:
+        raise AccountsNotFound(
+            f"{who}: these credentials see no ad account at all; give the user or app behind them access "
+            "to the ad accounts to snapshot"
+        )
+    active = [a for a in discovered if a.active]
+    if not active:
+        raise AccountsNotFound(
+            f"{who}: these credentials see {len(discovered)} ad account(s), none of them active "
+            f"({_statuses(discovered)}); only active accounts are snapshotted"
+        )
+    if allow_list is None:
+        return active, ()
+    chosen = [a for a in active if a.id in allow_list]
+    not_found = tuple(sorted(allow_list - {a.id for a in chosen}))
+    if not chosen:
+        inactive = [a for a in discovered if a.id in allow_list and not a.active]
+        why = f"; inactive: {_statuses(inactive)}" if inactive else ""
+        raise AccountsNotFound(
+            f"{who}: none of ad_account_ids {sorted(allow_list)} is an active account these credentials can "
+            f"see ({len(active)} active account(s) are visible{why}); check the ids and the token's access"
+        )
+    return chosen, not_found
+
+
 def take_snapshot(
     *,
     client: AudienceClient,
@@ -210,21 +249,14 @@ def take_snapshot(
     drift: set[str] = set()
     by_account: dict[str, int] = {}
     try:
-        accounts = client.active_accounts()
-        not_found: tuple[str, ...] = ()
-        if ad_account_ids is not None:
-            not_found = tuple(sorted(ad_account_ids - {a.id for a in accounts}))
-            accounts = [a for a in accounts if a.id in ad_account_ids]
-            if not accounts:
-                raise AccountsNotFound(
-                    f"{platform.title} {identity.destination_id}: none of ad_account_ids {sorted(ad_account_ids)} "
-                    "is an active account these credentials can see; check the ids and the token's access"
-                )
-            if not_found:
-                log.warning(
-                    f"{platform.title} {identity.destination_id}: ad_account_ids {list(not_found)} are not among "
-                    "the active accounts these credentials can see; they are not in this snapshot"
-                )
+        accounts, not_found = choose_accounts(
+            client.discover_accounts(), ad_account_ids, f"{platform.title} {identity.destination_id}"
+        )
+        if not_found:
+            log.warning(
+                f"{platform.title} {identity.destination_id}: ad_account_ids {list(not_found)} are not among "
+                "the active accounts these credentials can see; they are not in this snapshot"
+            )
         # The moment the listing starts: the sizes we record are the platform's answers from here on.
         fetched_at = clock()
         log.info(

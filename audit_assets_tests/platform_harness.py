@@ -127,6 +127,11 @@ class PlatformClients:
         self.close()
 
 
+def active_accounts(client: AudienceClient) -> list[AdAccount]:
+    """What a snapshot covers of a client's discovery (no allow-list): the accounts marked active."""
+    return [a for a in client.discover_accounts() if a.active]
+
+
 def listed(client: AudienceClient, account: SandboxAccount) -> list[dict[str, Any]]:
     """Every audience of one account, all pages, in the platform's order."""
     return [audience for page in client.audience_pages(AdAccount(account.id)) for audience in page]

@@ -35,7 +35,14 @@ from audit_assets.sandbox.server import serve
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount, audience_name
 from audit_assets.snapshot import SnapshotIdentity
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
+from audit_assets_tests.platform_harness import (
+    Connect,
+    PlatformClients,
+    SnapshotRig,
+    active_accounts,
+    ids_in_order,
+    listed,
+)
 
 PLATFORM = google_ads.PLATFORM
 BASE_URL = "https://" + sandbox_host("google_ads")
@@ -107,9 +114,9 @@ def test_discovery_keeps_enabled_non_manager_clients_once(connect: Connect) -> N
     emulator = sandbox()
     harness = connect(emulator)
 
-    accounts = harness.client.active_accounts()
+    accounts = active_accounts(harness.client)
 
-    assert accounts == [AdAccount(RETAIL.id, "Retail"), AdAccount(TRAVEL.id, "Travel")]
+    assert [(a.id, a.name) for a in accounts] == [(RETAIL.id, "Retail"), (TRAVEL.id, "Travel")]
     (listing,) = [r for r in emulator.requests if r.url.path.endswith("customers:listAccessibleCustomers")]
     assert "login-customer-id" not in listing.headers
     (hierarchy,) = searches(emulator, MANAGER)
@@ -128,7 +135,7 @@ def test_listing_after_discovery_sends_the_manager_as_login_customer_id(connect:
 
     found = {
         a.id: [x["id"] for page in harness.client.audience_pages(a) for x in page]
-        for a in harness.client.active_accounts()
+        for a in active_accounts(harness.client)
     }
 
     assert found == {RETAIL.id: expected_ids(RETAIL), TRAVEL.id: expected_ids(TRAVEL)}
@@ -141,7 +148,7 @@ def test_without_a_manager_each_account_is_its_own_login(connect: Connect) -> No
     emulator = direct(RETAIL, TRAVEL, CLOSED)
     harness = connect(emulator)
 
-    accounts = harness.client.active_accounts()
+    accounts = active_accounts(harness.client)
     for account in accounts:
         assert [a["id"] for page in harness.client.audience_pages(account) for a in page] == expected_ids(
             RETAIL if account.id == RETAIL.id else TRAVEL
@@ -157,7 +164,7 @@ def test_configured_login_customer_id_is_the_only_root(connect: Connect) -> None
     emulator = sandbox()
     harness = connect(emulator, credentials=CREDENTIALS | {"login_customer_id": "900-000-0001"})
 
-    accounts = harness.client.active_accounts()
+    accounts = active_accounts(harness.client)
     listed(harness.client, RETAIL)
 
     assert [a.id for a in accounts] == [RETAIL.id, TRAVEL.id]
@@ -170,7 +177,7 @@ def test_configured_login_customer_id_that_is_cancelled_fails_clearly(connect: C
     harness = connect(sandbox(), credentials=CREDENTIALS | {"login_customer_id": CLOSED.id})
 
     with pytest.raises(AuthError, match="CUSTOMER_NOT_ENABLED"):
-        harness.client.active_accounts()
+        active_accounts(harness.client)
 
 
 def test_malformed_login_customer_id_is_refused_without_echoing_it(connect: Connect) -> None:
@@ -185,7 +192,7 @@ def test_hierarchy_is_paged_to_its_end(connect: Connect) -> None:
     emulator = sandbox(clients, directly_accessible=(), page_size=2)
     harness = connect(emulator)
 
-    accounts = harness.client.active_accounts()
+    accounts = active_accounts(harness.client)
 
     assert [a.id for a in accounts] == [c.id for c in clients]
     assert len(searches(emulator, MANAGER)) == 4  # the manager's own row plus 7 clients, 2 per page
@@ -315,7 +322,7 @@ def test_invalid_developer_token_names_the_secret_to_fix(connect: Connect) -> No
     harness = connect(sandbox(), credentials=CREDENTIALS | {"developer_token": wrong})
 
     with pytest.raises(AuthError) as info:
-        harness.client.active_accounts()
+        active_accounts(harness.client)
 
     message = str(info.value)
     assert "DEVELOPER_TOKEN_INVALID" in message
@@ -327,7 +334,7 @@ def test_unapproved_developer_token_says_to_apply_for_access(connect: Connect) -
     harness = connect(sandbox(developer_token_approved=False))
 
     with pytest.raises(AuthError, match="apply for Basic or Standard access"):
-        harness.client.active_accounts()
+        active_accounts(harness.client)
 
     assert harness.sleeps == []
 
@@ -422,7 +429,7 @@ def test_wrong_discovery_shapes_are_bad_responses(
     harness = connect(Rewriting(lambda _, body: rewrite(body)))
 
     with pytest.raises(BadResponse, match=message):
-        harness.client.active_accounts()
+        active_accounts(harness.client)
 
 
 # --- a real HTTP server ------------------------------------------------------------------------------------
@@ -433,7 +440,7 @@ def test_discovery_and_listing_over_a_real_http_server(connect: Connect) -> None
     emulator = sandbox(page_size=3)
     with serve(emulator) as url:
         harness = connect(base_url=url, token_url=url + "/token")
-        accounts = harness.client.active_accounts()
+        accounts = active_accounts(harness.client)
         audiences = {
             a.id: [x["id"] for page in harness.client.audience_pages(a) for x in page] for a in accounts
         }

@@ -19,6 +19,7 @@ import pytest
 
 from audit_assets.platforms import linkedin
 from audit_assets.platforms.base import (
+    AccountsNotFound,
     AdAccount,
     AuthError,
     BadResponse,
@@ -36,7 +37,14 @@ from audit_assets.sandbox.server import serve
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets.snapshot import SnapshotIdentity
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
+from audit_assets_tests.platform_harness import (
+    Connect,
+    PlatformClients,
+    SnapshotRig,
+    active_accounts,
+    ids_in_order,
+    listed,
+)
 
 BASE_URL = "https://" + sandbox_host("linkedin")
 TOKEN_URL = BASE_URL + TOKEN_PATH
@@ -96,9 +104,9 @@ def test_discovery_asks_for_active_accounts_in_restli_syntax(connect: Connect) -
     """The search filter travels in Rest.li 2.0 syntax, unencoded; ids come back as plain digits."""
     emulator = sandbox()
 
-    accounts = connect(emulator).client.active_accounts()
+    accounts = active_accounts(connect(emulator).client)
 
-    assert accounts == [AdAccount(RETAIL.id, "Retail"), AdAccount(TRAVEL.id, "Travel")]
+    assert [(a.id, a.name) for a in accounts] == [(RETAIL.id, "Retail"), (TRAVEL.id, "Travel")]
     (request,) = api_requests(emulator, "adAccounts")
     assert raw_query(request)["search"] == "(status:(values:List(ACTIVE)))"
     assert raw_query(request)["q"] == "search"
@@ -113,7 +121,7 @@ def test_discovery_skips_inactive_accounts_the_platform_returns_anyway(connect: 
 
     emulator = sandbox(cls=UnfilteredSearch, access_tokens={"probe-token-3f9c"})
 
-    accounts = connect(emulator).client.active_accounts()
+    accounts = active_accounts(connect(emulator).client)
 
     assert [a.id for a in accounts] == [RETAIL.id, TRAVEL.id]
     (sent,) = api_requests(emulator, "adAccounts")
@@ -129,7 +137,7 @@ def test_discovery_follows_page_tokens_to_the_end(connect: Connect) -> None:
     accounts = tuple(SandboxAccount(f"20000000{i:02d}", f"Account {i}") for i in range(5))
     emulator = sandbox(accounts)
 
-    found = connect(emulator, page_size=2).client.active_accounts()
+    found = active_accounts(connect(emulator, page_size=2).client)
 
     assert [a.id for a in found] == [a.id for a in accounts]
     requests = api_requests(emulator, "adAccounts")
@@ -160,7 +168,7 @@ def test_a_repeated_page_token_is_a_bad_response(connect: Connect) -> None:
     )
 
     with pytest.raises(BadResponse, match="repeated a pageToken"):
-        connect(emulator, page_size=1).client.active_accounts()
+        active_accounts(connect(emulator, page_size=1).client)
 
     assert len(api_requests(emulator, "adAccounts")) == 2
 
@@ -457,7 +465,7 @@ def test_server_errors_are_retried_with_backoff(connect: Connect) -> None:
     faults = Faults().add(FaultKind.SERVER_ERROR, times=2, path_contains="adAccounts")
     harness = connect(sandbox(faults=faults))
 
-    assert [a.id for a in harness.client.active_accounts()] == [RETAIL.id, TRAVEL.id]
+    assert [a.id for a in active_accounts(harness.client)] == [RETAIL.id, TRAVEL.id]
     assert harness.sleeps == [0.5, 1.0]
 
 
@@ -517,7 +525,7 @@ def test_wrong_shapes_are_bad_responses(
     harness = connect(sandbox((RETAIL,), cls=reshaped(resource, change)))
 
     with pytest.raises(BadResponse, match=message):
-        harness.client.active_accounts()
+        active_accounts(harness.client)
         listed(harness.client, RETAIL)
 
 
@@ -548,7 +556,7 @@ def test_snapshot_over_a_real_http_server(connect: Connect) -> None:
             page_size=3,
             sleep=lambda _: pytest.fail("nothing should be waited for"),
         ).client
-        accounts = client.active_accounts()
+        accounts = active_accounts(client)
         segments = {a.id: listed(client, SandboxAccount(a.id, "")) for a in accounts}
 
     assert [a.id for a in accounts] == [RETAIL.id, TRAVEL.id]
@@ -557,3 +565,18 @@ def test_snapshot_over_a_real_http_server(connect: Connect) -> None:
     assert emulator.issuer.issued >= 2
     first = api_requests(emulator, "adSegments")[0]
     assert raw_query(first)["accounts"] == "List(urn%3Ali%3AsponsoredAccount%3A1000000001)"
+
+
+def test_a_discovery_that_keeps_no_account_fails_saying_which_filter_removed_them(connect: Connect) -> None:
+    """An answer without ``status`` (seen from real LinkedIn tenants) keeps nothing: loud, not empty."""
+
+    class NoStatus(LinkedInMarketingSandbox):
+        def _account(self, account: SandboxAccount) -> dict[str, Any]:
+            return {k: v for k, v in super()._account(account).items() if k != "status"}
+
+    harness = connect(sandbox(cls=NoStatus))
+    with pytest.raises(AccountsNotFound) as refused:
+        SNAPSHOTS.take(harness)
+    message = str(refused.value)
+    assert "see 2 ad account(s), none of them active" in message
+    assert f"{RETAIL.id} (no status), {TRAVEL.id} (no status)" in message

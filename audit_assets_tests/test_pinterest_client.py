@@ -39,7 +39,14 @@ from audit_assets.sandbox.server import serve
 from audit_assets.sandbox.world import Fault, FaultKind, Faults, SandboxAccount, audience_name
 from audit_assets.snapshot import SnapshotIdentity
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
+from audit_assets_tests.platform_harness import (
+    Connect,
+    PlatformClients,
+    SnapshotRig,
+    active_accounts,
+    ids_in_order,
+    listed,
+)
 
 BASE_URL = "https://" + sandbox_host("pinterest")
 TOKEN_URL = BASE_URL + TOKEN_PATH
@@ -108,9 +115,9 @@ def test_discovery_lists_owned_and_shared_accounts_but_not_inactive(connect: Con
     emulator = sandbox()
     harness = connect(emulator)
 
-    accounts = harness.client.active_accounts()
+    accounts = active_accounts(harness.client)
 
-    assert accounts == [AdAccount(RETAIL.id, "Retail"), AdAccount(TRAVEL.id, "Travel")]
+    assert [(a.id, a.name) for a in accounts] == [(RETAIL.id, "Retail"), (TRAVEL.id, "Travel")]
     (request,) = api_requests(emulator, "/v5/ad_accounts")
     assert request.url.params["include_shared_accounts"] == "true"
 
@@ -121,7 +128,7 @@ def test_discovery_follows_every_bookmark(connect: Connect) -> None:
     emulator = sandbox(accounts)
     harness = connect(emulator, page_size=2)
 
-    found = harness.client.active_accounts()
+    found = active_accounts(harness.client)
 
     assert [a.id for a in found] == [a.id for a in accounts]
     requests = api_requests(emulator, "/v5/ad_accounts")
@@ -242,7 +249,7 @@ def test_account_ids_that_are_not_digit_strings_are_bad_responses(connect: Conne
     harness = connect(emulator, credentials={"access_token": ACCESS_TOKEN})
 
     with pytest.raises(BadResponse, match="discovering ad accounts: an account id is not a string of digits"):
-        harness.client.active_accounts()
+        active_accounts(harness.client)
 
 
 def test_malformed_json_is_a_bad_response_without_retries(connect: Connect) -> None:
@@ -301,7 +308,7 @@ def test_secrets_travel_only_in_headers_and_the_token_form(connect: Connect) -> 
     emulator = sandbox()
     harness = connect(emulator, page_size=3)
 
-    for account in harness.client.active_accounts():
+    for account in active_accounts(harness.client):
         listed(harness.client, SandboxAccount(account.id, ""))
 
     api = [r for r in emulator.requests if not r.url.path.endswith(TOKEN_PATH)]
@@ -317,7 +324,7 @@ def test_an_access_token_alone_is_enough(connect: Connect) -> None:
     emulator = sandbox((RETAIL,))
     harness = connect(emulator, credentials={"access_token": ACCESS_TOKEN})
 
-    assert [a.id for a in harness.client.active_accounts()] == [RETAIL.id]
+    assert [a.id for a in active_accounts(harness.client)] == [RETAIL.id]
     assert [a["id"] for a in listed(harness.client, RETAIL)] == expected_ids(RETAIL)
     assert api_requests(emulator, TOKEN_PATH) == []
     assert all(r.headers["authorization"] == f"Bearer {ACCESS_TOKEN}" for r in emulator.requests)
@@ -433,7 +440,7 @@ def test_server_errors_are_retried_with_backoff(connect: Connect) -> None:
     emulator = sandbox((RETAIL,), faults=faults)
     harness = connect(emulator)
 
-    assert [a.id for a in harness.client.active_accounts()] == [RETAIL.id]
+    assert [a.id for a in active_accounts(harness.client)] == [RETAIL.id]
     assert harness.sleeps == [0.5, 1.0]
     assert len(api_requests(emulator, "/v5/ad_accounts")) == 3
 
@@ -447,7 +454,7 @@ def test_listing_over_a_real_http_server_with_its_token_endpoint(connect: Connec
     with serve(emulator) as url:
         harness = connect(base_url=url, token_url=url + TOKEN_PATH, page_size=3)
 
-        accounts = harness.client.active_accounts()
+        accounts = active_accounts(harness.client)
         audiences = {a.id: listed(harness.client, SandboxAccount(a.id, "")) for a in accounts}
 
     assert [a.id for a in accounts] == [RETAIL.id, TRAVEL.id]
@@ -466,7 +473,7 @@ def test_the_default_sandbox_accepts_its_demo_credentials_and_has_every_kind_of_
     emulator = PinterestSandbox(today=lambda: TODAY)
     harness = connect(emulator, credentials=DEMO_CREDENTIALS)
 
-    accounts = harness.client.active_accounts()
+    accounts = active_accounts(harness.client)
     sizes = [a["size"] for acct in accounts for a in listed(harness.client, SandboxAccount(acct.id, ""))]
 
     assert len(accounts) >= 2

@@ -61,7 +61,7 @@ def test_each_materialization_shows_the_days_audiences_and_sizes(workspace: Work
     assert metadata["audiences"] == len(served) == 13
     assert metadata["audiences_with_size"] == len(sizes) < len(served)
     assert metadata["audience_size_total"] == sum(sizes)
-    assert metadata["ad_accounts"] == 2
+    assert metadata["ad_accounts_with_audiences"] == 2
     assert metadata["audiences_by_ad_account"] == {"1000000001": 8, "1000000002": 5}
     assert metadata["audiences_new"] is None and metadata["audiences_vanished"] is None  # no previous one
     largest = sorted(served, key=lambda r: (r[3] is None, -(r[3] or 0), r[1]))

@@ -33,7 +33,14 @@ from audit_assets.sandbox.snapchat import TOKEN_PATH, SnapchatSandbox, segment_i
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets.snapshot import SnapshotIdentity
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
+from audit_assets_tests.platform_harness import (
+    Connect,
+    PlatformClients,
+    SnapshotRig,
+    active_accounts,
+    ids_in_order,
+    listed,
+)
 
 CREDENTIALS = {
     "client_id": "test-snap-client-7d1e",
@@ -108,9 +115,9 @@ def test_discovery_skips_inactive_accounts(connect: Connect) -> None:
     emulator = sandbox()
     harness = connect(emulator)
 
-    accounts = harness.client.active_accounts()
+    accounts = active_accounts(harness.client)
 
-    assert accounts == [AdAccount(RETAIL.id, "Retail"), AdAccount(TRAVEL.id, "Travel")]
+    assert [(a.id, a.name) for a in accounts] == [(RETAIL.id, "Retail"), (TRAVEL.id, "Travel")]
     (request,) = emulator.requests[1:]  # after the token request
     assert request.url.path == "/v1/me/organizations"
     assert request.url.params["with_ad_accounts"] == "true"
@@ -124,7 +131,7 @@ def test_discovery_spans_organizations_and_follows_their_next_link(connect: Conn
     emulator = sandbox(accounts, organizations=3, organizations_per_page=1)
     harness = connect(emulator)
 
-    found = harness.client.active_accounts()
+    found = active_accounts(harness.client)
 
     # Dealt in turn to three organizations: [0, 3], [1, 4], [2 (paused)].
     assert [a.id for a in found] == ["2000000000", "2000000003", "2000000001", "2000000004"]
@@ -144,7 +151,7 @@ def test_an_organization_without_ad_accounts_has_none(connect: Connect) -> None:
 
     harness = connect(sandbox(cls=rewriting(drop_accounts)))
 
-    assert harness.client.active_accounts() == [AdAccount(RETAIL.id, "Retail")]
+    assert [(a.id, a.name) for a in active_accounts(harness.client)] == [(RETAIL.id, "Retail")]
 
 
 # --- audience paging ------------------------------------------------------------------------------------
@@ -290,7 +297,7 @@ def test_wrong_shapes_are_bad_responses_naming_the_problem(connect: Connect, cas
     harness = connect(sandbox((RETAIL, CLOSED), cls=rewriting(rewrite)))
 
     with pytest.raises(BadResponse, match=re.escape(message)):
-        for account in harness.client.active_accounts():
+        for account in active_accounts(harness.client):
             listed(harness.client, SandboxAccount(account.id, ""))
 
     assert harness.sleeps == []
@@ -399,7 +406,7 @@ def test_secrets_travel_only_to_the_token_endpoint_and_tokens_only_in_headers(co
     emulator = sandbox()
     harness = connect(emulator, page_size=50)
 
-    for account in harness.client.active_accounts():
+    for account in active_accounts(harness.client):
         listed(harness.client, SandboxAccount(account.id, ""))
 
     (token_request,) = token_requests(emulator)
@@ -493,7 +500,7 @@ def test_snapshot_over_a_real_http_server(connect: Connect) -> None:
     with serve(emulator) as url:
         harness = connect(base_url=url, page_size=50)
 
-        accounts = harness.client.active_accounts()
+        accounts = active_accounts(harness.client)
         segments = {a.id: listed(harness.client, SandboxAccount(a.id, "")) for a in accounts}
 
     assert [a.id for a in accounts] == [BIG.id, TRAVEL.id]

@@ -281,3 +281,36 @@ def test_a_spool_orphaned_by_a_killed_process_is_removed_by_a_later_snapshot(spo
     assert remove_orphaned_spools(spool_root) == []
     mine.remove()
     assert list(spool_root.iterdir()) == []
+
+
+def test_credentials_that_see_no_active_account_fail_naming_each_accounts_status(
+    workspace: Workspace, meta_server
+) -> None:
+    _, dest = meta_server(accounts=[SandboxAccount("1000000003", "Closed", active=False, audiences=3)])
+    result = workspace.run(workspace.config([dest]))
+    assert not result.success
+    message = failure_messages(result)
+    assert "see 1 ad account(s), none of them active (1000000003 CLOSED)" in message
+    assert not workspace.table_exists("meta_served_meta_audiences")
+
+
+def test_credentials_that_see_no_account_at_all_fail_instead_of_an_empty_snapshot(
+    workspace: Workspace, meta_server
+) -> None:
+    _, dest = meta_server(accounts=[])
+    result = workspace.run(workspace.config([dest]))
+    assert not result.success
+    assert "these credentials see no ad account at all" in failure_messages(result)
+
+
+def test_active_accounts_without_audiences_are_an_empty_snapshot_not_a_failure(
+    workspace: Workspace, meta_server
+) -> None:
+    _, dest = meta_server(accounts=[SandboxAccount("1000000009", "New account", audiences=0)])
+    result = workspace.run(workspace.config([dest]))
+    assert result.success, failure_messages(result)
+    metadata = result.asset_materializations_for_node("hightouch_audit__meta_served_meta_audiences")[
+        0
+    ].metadata
+    assert (metadata["audiences"].value, metadata["ad_accounts_with_audiences"].value) == (0, 0)
+    assert metadata["audiences_by_ad_account"].value == {}

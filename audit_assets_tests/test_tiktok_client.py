@@ -35,7 +35,14 @@ from audit_assets.sandbox.tiktok import (
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets.snapshot import SnapshotIdentity
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
+from audit_assets_tests.platform_harness import (
+    Connect,
+    PlatformClients,
+    SnapshotRig,
+    active_accounts,
+    ids_in_order,
+    listed,
+)
 
 TOKEN = "test-tiktok-token-4b8e1f"
 APP_ID = "7311122233344455566"
@@ -92,9 +99,9 @@ def test_discovery_keeps_only_enabled_advertisers(connect: Connect) -> None:
     """advertiser/get lists every authorised advertiser; only STATUS_ENABLE in advertiser/info is active."""
     emulator = sandbox()
 
-    accounts = connect(emulator).client.active_accounts()
+    accounts = active_accounts(connect(emulator).client)
 
-    assert accounts == [AdAccount(RETAIL.id, "Retail"), AdAccount(TRAVEL.id, "Travel")]
+    assert [(a.id, a.name) for a in accounts] == [(RETAIL.id, "Retail"), (TRAVEL.id, "Travel")]
     (info,) = paths(emulator, "/advertiser/info/")
     assert json.loads(info.url.params["advertiser_ids"]) == [RETAIL.id, TRAVEL.id, CLOSED.id]
     assert set(json.loads(info.url.params["fields"])) == {"advertiser_id", "name", "status"}
@@ -108,7 +115,7 @@ def test_discovery_reads_statuses_in_batches_of_100(connect: Connect) -> None:
     )
     emulator = sandbox(accounts)
 
-    found = connect(emulator).client.active_accounts()
+    found = active_accounts(connect(emulator).client)
 
     assert [a.id for a in found] == [a.id for a in accounts if a.active]
     batches = [json.loads(r.url.params["advertiser_ids"]) for r in paths(emulator, "/advertiser/info/")]
@@ -125,9 +132,9 @@ def test_advertiser_missing_from_info_is_not_active(connect: Connect) -> None:
             body["data"]["list"] = [a for a in body["data"]["list"] if a["advertiser_id"] != TRAVEL.id]
             return httpx.Response(200, json=body)
 
-    found = connect(sandbox(cls=Forgetful)).client.active_accounts()
+    found = active_accounts(connect(sandbox(cls=Forgetful)).client)
 
-    assert found == [AdAccount(RETAIL.id, "Retail")]
+    assert [(a.id, a.name) for a in found] == [(RETAIL.id, "Retail")]
 
 
 def test_secret_travels_only_to_discovery_and_token_only_in_its_header(connect: Connect) -> None:
@@ -135,7 +142,7 @@ def test_secret_travels_only_to_discovery_and_token_only_in_its_header(connect: 
     emulator = sandbox()
     harness = connect(emulator, page_size=3)
 
-    for account in harness.client.active_accounts():
+    for account in active_accounts(harness.client):
         listed(harness.client, SandboxAccount(account.id, ""))
 
     assert len(emulator.requests) == 2 + 3 + 2
@@ -155,7 +162,7 @@ def test_a_path_prefix_in_base_url_is_kept(connect: Connect) -> None:
     emulator = sandbox((RETAIL,))
     harness = connect(emulator, base_url=BASE_URL + "/gateway")
 
-    assert [a.id for a in harness.client.active_accounts()] == [RETAIL.id]
+    assert [a.id for a in active_accounts(harness.client)] == [RETAIL.id]
     assert [a["audience_id"] for a in listed(harness.client, RETAIL)] == expected_ids(RETAIL)
     assert all(r.url.path.startswith("/gateway/open_api/v1.3/") for r in emulator.requests)
 
@@ -273,7 +280,7 @@ def test_discovery_without_a_list_is_a_bad_response(connect: Connect) -> None:
             return self._envelope(request, {"advertisers": []})
 
     with pytest.raises(BadResponse, match=r"discovering the advertisers.*data\.list"):
-        connect(sandbox(cls=NoList)).client.active_accounts()
+        active_accounts(connect(sandbox(cls=NoList)).client)
 
 
 # --- throttling and transient failures ------------------------------------------------------------------------
@@ -370,7 +377,7 @@ def test_transport_failures_in_discovery_never_show_the_secret(
     harness = connect(sandbox(faults=faults), retry=RetrySettings(max_retries=2))
 
     with caplog.at_level(logging.DEBUG), pytest.raises(PlatformError) as info:
-        harness.client.active_accounts()
+        active_accounts(harness.client)
 
     assert "discovering the advertisers that authorised the app after 3 attempts" in str(info.value)
     assert len(caplog.records) >= 2
@@ -388,7 +395,7 @@ def test_wrong_token_is_an_auth_error_asking_to_reauthorise(connect: Connect) ->
     harness = connect(emulator, credentials=wrong)
 
     with pytest.raises(AuthError) as info:
-        harness.client.active_accounts()
+        active_accounts(harness.client)
 
     message = str(info.value)
     assert "TikTok code 40105" in message
@@ -407,7 +414,7 @@ def test_wrong_app_secret_is_an_auth_error_without_the_secret(
     harness = connect(sandbox(), credentials={**CREDENTIALS, "secret": wrong_secret})
 
     with caplog.at_level(logging.DEBUG), pytest.raises(AuthError) as info:
-        harness.client.active_accounts()
+        active_accounts(harness.client)
 
     message = str(info.value)
     assert "TikTok code 40101" in message
@@ -502,7 +509,7 @@ def test_listing_over_a_real_http_server(connect: Connect) -> None:
     emulator = sandbox()
     with serve(emulator) as url:
         harness = connect(base_url=url, page_size=3)
-        accounts = harness.client.active_accounts()
+        accounts = active_accounts(harness.client)
         audiences = {a.id: listed(harness.client, SandboxAccount(a.id, "")) for a in accounts}
 
     assert [a.id for a in accounts] == [RETAIL.id, TRAVEL.id]

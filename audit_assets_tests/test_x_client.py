@@ -41,7 +41,14 @@ from audit_assets.sandbox.x import (
 )
 from audit_assets.snapshot import SnapshotIdentity
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import Connect, PlatformClients, SnapshotRig, ids_in_order, listed
+from audit_assets_tests.platform_harness import (
+    Connect,
+    PlatformClients,
+    SnapshotRig,
+    active_accounts,
+    ids_in_order,
+    listed,
+)
 
 KEYS = {
     "consumer_key": "test-x-consumer-key-7Qd",
@@ -136,7 +143,7 @@ def test_every_request_is_signed_afresh_and_secrets_never_travel(connect: Connec
     emulator = sandbox(faults=faults)
     harness = connect(emulator, page_size=3)
 
-    for account in harness.client.active_accounts():
+    for account in active_accounts(harness.client):
         listed(harness.client, SandboxAccount(account.id, ""))
 
     assert len(emulator.requests) > 5
@@ -157,9 +164,9 @@ def test_discovery_keeps_only_accepted_accounts(connect: Connect) -> None:
     emulator = sandbox()
     harness = connect(emulator)
 
-    accounts = harness.client.active_accounts()
+    accounts = active_accounts(harness.client)
 
-    assert accounts == [AdAccount(RETAIL.id, "Retail"), AdAccount(TRAVEL.id, "Travel")]
+    assert [(a.id, a.name) for a in accounts] == [(RETAIL.id, "Retail"), (TRAVEL.id, "Travel")]
     assert [r.url.path for r in emulator.requests] == ["/12/accounts"]
     assert emulator.requests[0].url.params["count"] == "1000"
 
@@ -172,7 +179,7 @@ def test_discovery_skips_deleted_accounts(connect: Connect) -> None:
         def _account(account: SandboxAccount) -> dict[str, Any]:
             return XAdsSandbox._account(account) | {"deleted": account.id == TRAVEL.id}
 
-    accounts = connect(sandbox(cls=DeletedAccount)).client.active_accounts()
+    accounts = active_accounts(connect(sandbox(cls=DeletedAccount)).client)
 
     assert [a.id for a in accounts] == [RETAIL.id]
 
@@ -184,7 +191,7 @@ def test_discovery_follows_next_cursor_to_null(connect: Connect, count: int, req
     emulator = sandbox(accounts)
     harness = connect(emulator, page_size=2)
 
-    found = harness.client.active_accounts()
+    found = active_accounts(harness.client)
 
     assert [a.id for a in found] == [a.id for a in accounts]
     assert len(emulator.requests) == requests
@@ -277,7 +284,7 @@ def test_account_without_approval_status_is_a_bad_response(connect: Connect) -> 
             return {"id": account.id, "name": account.name}
 
     with pytest.raises(BadResponse, match=f"account {RETAIL.id} lacks a string 'approval_status'"):
-        connect(sandbox(cls=Bare)).client.active_accounts()
+        active_accounts(connect(sandbox(cls=Bare)).client)
 
 
 def test_malformed_json_is_a_bad_response_without_retries(connect: Connect) -> None:
@@ -316,7 +323,7 @@ def test_throttled_discovery_waits_for_the_user_limit(connect: Connect) -> None:
     faults = Faults().add(FaultKind.THROTTLE, wait_minutes=5, path_contains="/12/accounts")
     harness = connect(sandbox(faults=faults))
 
-    assert [a.id for a in harness.client.active_accounts()] == [RETAIL.id, TRAVEL.id]
+    assert [a.id for a in active_accounts(harness.client)] == [RETAIL.id, TRAVEL.id]
     assert harness.sleeps == [300.0]
 
 
@@ -467,14 +474,14 @@ def test_an_app_without_ads_api_access_is_told_so(connect: Connect) -> None:
             )
 
     with pytest.raises(AuthError, match="not approved for the Ads API"):
-        connect(sandbox(cls=NotAllowlisted)).client.active_accounts()
+        active_accounts(connect(sandbox(cls=NotAllowlisted)).client)
 
 
 def test_the_demo_credentials_open_the_default_sandbox(connect: Connect) -> None:
     """The packaged sandbox destination works with the public demo keys and nothing else configured."""
     harness = connect(XAdsSandbox(), credentials=DEMO_CREDENTIALS)
 
-    accounts = harness.client.active_accounts()
+    accounts = active_accounts(harness.client)
 
     assert len(accounts) >= 2
     assert all(listed(harness.client, SandboxAccount(a.id, "")) for a in accounts)

@@ -70,7 +70,11 @@ def run_in_memory(url: str, db: Path, page_size: int) -> int:
     http, client = _client(url, page_size)
     with http:
         audiences = [
-            a for account in client.active_accounts() for page in client.audience_pages(account) for a in page
+            a
+            for account in client.discover_accounts()
+            if account.active
+            for page in client.audience_pages(account)
+            for a in page
         ]
     frame = pd.DataFrame(audiences)
     frame["ht_raw"] = [json.dumps(a) for a in audiences]

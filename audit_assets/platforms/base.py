@@ -51,8 +51,12 @@ class BadResponse(PlatformError):
 
 @dataclass(frozen=True)
 class AdAccount:
+    """An ad account as discovery found it, active or not (the snapshot keeps the active ones)."""
+
     id: str  # without platform prefixes such as act_
     name: str | None = None
+    status: str | None = None  # the platform's own word for the account's state, as it answered
+    active: bool = True  # whether that state means the account's audiences are snapshotted
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,9 @@ class AuthContext:
 class AudienceClient(Protocol):
     """Discovery and listing for one destination; one instance lives for one snapshot."""
 
-    def active_accounts(self) -> list[AdAccount]: ...
+    def discover_accounts(self) -> list[AdAccount]:
+        """Every ad account the credentials can see, each marked active or not by its own status."""
+        ...
 
     def audience_pages(self, account: AdAccount) -> Iterator[list[Audience]]: ...
 

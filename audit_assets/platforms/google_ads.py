@@ -256,7 +256,7 @@ class GoogleAdsClient:
         self._login_override = _login_customer_id(settings.credentials.get("login_customer_id"))
         self._login_for: dict[str, str] = {}  # account id -> the login-customer-id that reaches it
 
-    def active_accounts(self) -> list[AdAccount]:
+    def discover_accounts(self) -> list[AdAccount]:
         """Walk the hierarchy under each accessible customer (or the configured manager only).
 
         An account reachable through several managers is kept once, with the first manager that
@@ -275,6 +275,7 @@ class GoogleAdsClient:
                 # listAccessibleCustomers also names cancelled accounts, which refuse every query.
                 if self._login_override or NOT_ENABLED not in exc.codes:
                     raise
+                accounts.setdefault(root, AdAccount(root, None, NOT_ENABLED, active=False))
                 continue
             for row in (row for page in pages for row in page):
                 client = row.get("customerClient")
@@ -284,11 +285,16 @@ class GoogleAdsClient:
                 if not _CUSTOMER_ID.match(account_id):
                     raise BadResponse(f"{what}: customerClient.id {account_id!r} is not a customer id")
                 covered.add(account_id)
-                if client.get("manager") is True or client.get("status") != "ENABLED":
+                if client.get("manager") is True:  # a manager holds accounts, not audiences to snapshot
                     continue
-                if account_id not in accounts:
-                    name = client.get("descriptiveName")
-                    accounts[account_id] = AdAccount(account_id, name if isinstance(name, str) else None)
+                if account_id not in accounts or not accounts[account_id].active:
+                    name, status = client.get("descriptiveName"), client.get("status")
+                    accounts[account_id] = AdAccount(
+                        account_id,
+                        name if isinstance(name, str) else None,
+                        status if isinstance(status, str) else None,
+                        status == "ENABLED",
+                    )
                     self._login_for[account_id] = root
         return list(accounts.values())
 

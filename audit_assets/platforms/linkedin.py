@@ -164,7 +164,7 @@ class LinkedInClient:
         self._session = session
         self._root = f"{settings.base_url.rstrip('/')}/rest"
 
-    def active_accounts(self) -> list[AdAccount]:
+    def discover_accounts(self) -> list[AdAccount]:
         """Search ACTIVE ad accounts, following ``metadata.nextPageToken`` until it is absent.
 
         LinkedIn filters by the search; a non-ACTIVE element is still skipped, since only active
@@ -188,8 +188,15 @@ class LinkedInClient:
             for element in _elements(body, what, page_number):
                 account_id = _account_id(element.get("id"), what)
                 name = element.get("name")
-                if element.get("status") == ACTIVE:
-                    accounts.append(AdAccount(account_id, name if isinstance(name, str) else None))
+                status = element.get("status")
+                accounts.append(
+                    AdAccount(
+                        account_id,
+                        name if isinstance(name, str) else None,
+                        status if isinstance(status, str) else None,
+                        status == ACTIVE,
+                    )
+                )
             token = _next_page_token(body, what, page_number)
             if token is None:
                 return accounts

@@ -36,7 +36,12 @@ from audit_assets.platforms.paging import follow_cursor
 from audit_assets.views import V1Mapping
 
 GRAPH_API_VERSION = "v25.0"
-ACTIVE_ACCOUNT_STATUS = 1  # account_status 1 = ACTIVE; 2 disabled, 3 unsettled, 101 closed, ...
+ACTIVE_ACCOUNT_STATUS = 1
+# Ad Account reference, account_status.
+ACCOUNT_STATUS_NAMES = {
+    1: "ACTIVE", 2: "DISABLED", 3: "UNSETTLED", 7: "PENDING_RISK_REVIEW", 8: "PENDING_SETTLEMENT",
+    9: "IN_GRACE_PERIOD", 100: "PENDING_CLOSURE", 101: "CLOSED", 201: "ANY_ACTIVE", 202: "ANY_CLOSED",
+}  # fmt: skip
 
 # Every readable field of a Custom Audience (the SDK's _field_types, readable part). Graph returns
 # only the ids unless fields are named, so the list is the contract of what we keep.
@@ -146,7 +151,7 @@ class MetaClient:
         self._session = session
         self._root = f"{settings.base_url.rstrip('/')}/{GRAPH_API_VERSION}"
 
-    def active_accounts(self) -> list[AdAccount]:
+    def discover_accounts(self) -> list[AdAccount]:
         accounts = []
         for page in self._pages(
             f"{self._root}/me/adaccounts", {"fields": ACCOUNT_FIELDS}, "discovering ad accounts"
@@ -155,8 +160,11 @@ class MetaClient:
                 account_id = str(item.get("account_id") or str(item.get("id", "")).removeprefix("act_"))
                 if not account_id:
                     raise BadResponse("discovering ad accounts: an account has neither account_id nor id")
-                if item.get("account_status") == ACTIVE_ACCOUNT_STATUS:
-                    accounts.append(AdAccount(account_id, item.get("name")))
+                code = item.get("account_status")
+                status = None if code is None else ACCOUNT_STATUS_NAMES.get(code, f"account_status {code}")
+                accounts.append(
+                    AdAccount(account_id, item.get("name"), status, code == ACTIVE_ACCOUNT_STATUS)
+                )
         return accounts
 
     def audience_pages(self, account: AdAccount) -> Iterator[list[Audience]]:

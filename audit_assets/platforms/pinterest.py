@@ -124,7 +124,7 @@ class PinterestClient:
         self._session = session
         self._root = f"{settings.base_url.rstrip('/')}/{API_VERSION}"
 
-    def active_accounts(self) -> list[AdAccount]:
+    def discover_accounts(self) -> list[AdAccount]:
         """Every account the user owns or was given Business Access to.
 
         v5 accounts carry no status: the list holds only accounts the token's user can work in, so

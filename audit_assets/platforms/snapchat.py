@@ -114,7 +114,7 @@ class SnapchatClient:
         # Snap rejects a limit outside 50..1000, so a smaller configured page size is raised to 50.
         self._limit = min(max(settings.page_size, MIN_LIMIT), MAX_LIMIT)
 
-    def active_accounts(self) -> list[AdAccount]:
+    def discover_accounts(self) -> list[AdAccount]:
         """Every ACTIVE ad account of every organization the authorising user belongs to."""
         what = "discovering ad accounts"
         accounts = []
@@ -132,9 +132,15 @@ class SnapchatClient:
                         raise BadResponse(
                             f"{what}: an ad account of organization {organization.get('id')!r} has no id"
                         )
-                    if str(account.get("status", "")).upper() == ACTIVE:
-                        name = account.get("name")
-                        accounts.append(AdAccount(account_id, name if isinstance(name, str) else None))
+                    name, status = account.get("name"), account.get("status")
+                    accounts.append(
+                        AdAccount(
+                            account_id,
+                            name if isinstance(name, str) else None,
+                            status if isinstance(status, str) else None,
+                            str(status or "").upper() == ACTIVE,
+                        )
+                    )
         return accounts
 
     def audience_pages(self, account: AdAccount) -> Iterator[list[Audience]]:

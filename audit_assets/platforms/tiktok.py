@@ -153,7 +153,7 @@ class TikTokClient:
         self._session = session
         self._root = f"{settings.base_url.rstrip('/')}/{API_PREFIX}"
 
-    def active_accounts(self) -> list[AdAccount]:
+    def discover_accounts(self) -> list[AdAccount]:
         authorised = self._authorised_advertisers()
         ids = list(authorised)
         statuses: dict[str, tuple[str | None, Any]] = {}
@@ -170,11 +170,18 @@ class TikTokClient:
                 if advertiser_id is None or str(advertiser_id) == "":
                     raise BadResponse(f"{what}: an advertiser has no advertiser_id")
                 statuses[str(advertiser_id)] = (item.get("name"), item.get("status"))
-        return [
-            AdAccount(advertiser_id, statuses[advertiser_id][0] or name)
-            for advertiser_id, name in authorised.items()
-            if advertiser_id in statuses and statuses[advertiser_id][1] == ACTIVE_STATUS
-        ]
+        accounts = []
+        for advertiser_id, name in authorised.items():
+            info_name, status = statuses.get(advertiser_id, (None, None))
+            accounts.append(
+                AdAccount(
+                    advertiser_id,
+                    info_name or name,
+                    status if isinstance(status, str) else None,
+                    status == ACTIVE_STATUS,
+                )
+            )
+        return accounts
 
     def _authorised_advertisers(self) -> dict[str, str | None]:
         """Every advertiser that authorised the app, in TikTok's order: id -> name.

@@ -215,7 +215,7 @@ class XAdsClient:
         self._session = session
         self._root = f"{settings.base_url.rstrip('/')}/{API_VERSION}"
 
-    def active_accounts(self) -> list[AdAccount]:
+    def discover_accounts(self) -> list[AdAccount]:
         accounts = []
         what = "discovering ad accounts"
         for page in self._pages(f"{self._root}/accounts", what):
@@ -227,9 +227,15 @@ class XAdsClient:
                     raise BadResponse(
                         f"{what}: account {account_id} lacks a string 'approval_status' or a boolean 'deleted'"
                     )
-                if status == ACTIVE_APPROVAL_STATUS and not deleted:
-                    name = item.get("name")
-                    accounts.append(AdAccount(account_id, name if isinstance(name, str) else None))
+                name = item.get("name")
+                accounts.append(
+                    AdAccount(
+                        account_id,
+                        name if isinstance(name, str) else None,
+                        f"{status}, deleted" if deleted else status,
+                        status == ACTIVE_APPROVAL_STATUS and not deleted,
+                    )
+                )
         return accounts
 
     def audience_pages(self, account: AdAccount) -> Iterator[list[Audience]]:

@@ -160,21 +160,39 @@ class WarehouseSession:
             self._rows(sql.create_table(self._dialect, SCHEMA, source.table, source.columns))
         self._rows(sql.create_view(self._dialect, SCHEMA, name, view))
 
-    def _totals(self, source: ViewSource, snapshot_date: dt.date, snapshot_id: str) -> SnapshotTotals:
+    def _totals(
+        self,
+        source: ViewSource,
+        snapshot_date: dt.date,
+        snapshot_id: str,
+        fetched_at_if_empty: dt.datetime | None = None,
+    ) -> SnapshotTotals:
         statement = sql.snapshot_totals(self._dialect, SCHEMA, source)
         audiences, sized, total, fetched_at = self._rows(statement, [snapshot_date, snapshot_id])[0]
         if not audiences:
-            raise LookupError(f"snapshot {snapshot_id} of {snapshot_date} is not in {source.table}")
+            if fetched_at_if_empty is None:
+                raise LookupError(f"snapshot {snapshot_id} of {snapshot_date} is not in {source.table}")
+            fetched_at = fetched_at_if_empty  # a snapshot of accounts with no audience leaves no row
         return SnapshotTotals(
             snapshot_date, snapshot_id, fetched_at, int(audiences), int(sized), _int_or_none(total)
         )
 
     def snapshot_report(
-        self, source: ViewSource, snapshot_date: dt.date, snapshot_id: str, largest: int
+        self,
+        source: ViewSource,
+        snapshot_date: dt.date,
+        snapshot_id: str,
+        largest: int,
+        *,
+        fetched_at_if_empty: dt.datetime | None = None,
     ) -> SnapshotReport:
-        """What the table holds for one committed snapshot, compared with the snapshot fetched before it."""
+        """What the table holds for one committed snapshot, compared with the snapshot fetched before it.
+
+        A snapshot without audiences writes no row; ``fetched_at_if_empty`` (the snapshot just taken)
+        then stands for it.
+        """
         d, key = self._dialect, [snapshot_date, snapshot_id]
-        totals = self._totals(source, snapshot_date, snapshot_id)
+        totals = self._totals(source, snapshot_date, snapshot_id, fetched_at_if_empty)
         before = self._rows(sql.previous_snapshot(d, SCHEMA, source.table), [totals.fetched_at])
         previous = self._totals(source, before[0][0], before[0][1]) if before else None
         new = vanished = None
