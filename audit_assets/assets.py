@@ -119,7 +119,7 @@ def build_destination_asset(
             )
         else:
             sync_ids, from_hightouch = (
-                _sync_ids(context, dest) if resolve_sync_ids else (dict(dest.sync_ids), None)
+                _sync_ids(context, dest) if resolve_sync_ids else (dest.sync_id_of_audience, None)
             )
             client_resource: AdPlatformResource = getattr(context.resources, client_key)
             with client_resource.open(context.log) as (client, api):
@@ -256,5 +256,6 @@ def _sync_ids(context: AssetExecutionContext, dest: DestinationConfig) -> tuple[
             found = client.sync_ids_for(dest.id)
     except PlatformError as exc:
         context.log.warning(f"{exc}\nht_sync_id comes only from the configured sync_ids in this snapshot.")
-        return dict(dest.sync_ids), None
-    return {**found, **dest.sync_ids}, len(found)
+        return dest.sync_id_of_audience, None
+    audience_id = PLATFORMS[dest.type].audience_id
+    return {**{audience_id.canonical(k): v for k, v in found.items()}, **dest.sync_id_of_audience}, len(found)

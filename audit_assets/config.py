@@ -230,21 +230,20 @@ class DestinationConfig(_Strict):
 
     @property
     def account_allow_list(self) -> frozenset[str] | None:
-        """``ad_account_ids`` without platform prefixes (``act_123`` -> ``123``), as accounts are compared."""
+        """``ad_account_ids`` in the platform's one form (``act_123`` -> ``123``, ``123-456-7890`` ->
+        ``1234567890``), as discovered accounts are compared."""
         if self.ad_account_ids is None:
             return None
-        prefixes = PLATFORMS[self.type].account_id_prefixes
-        return frozenset(_strip_prefixes(i, prefixes) for i in self.ad_account_ids)
+        return frozenset(PLATFORMS[self.type].account_id.canonical(i) for i in self.ad_account_ids)
+
+    @property
+    def sync_id_of_audience(self) -> dict[str, str]:
+        """``sync_ids`` keyed by audience id in the platform's one form (a LinkedIn URN -> its number)."""
+        return {PLATFORMS[self.type].audience_id.canonical(k): v for k, v in self.sync_ids.items()}
 
     @property
     def table(self) -> str:
         return f"{self.type}_{self.id}_audiences".lower()
-
-
-def _strip_prefixes(account_id: str, prefixes: tuple[str, ...]) -> str:
-    for prefix in prefixes:
-        account_id = account_id.removeprefix(prefix)
-    return account_id
 
 
 class HightouchConfig(_Strict):

@@ -60,6 +60,24 @@ class AdAccount:
 
 
 @dataclass(frozen=True)
+class IdForm:
+    """The ways people write one kind of platform id (as copied from its UI or API), and its one form.
+
+    ``canonical`` strips a known prefix (``act_``, ``customers/``, a URN) and the separators people
+    type for readability (Google's ``123-456-7890``), giving the id as the snapshot records it.
+    """
+
+    prefixes: tuple[str, ...] = ()
+    separators: str = ""
+
+    def canonical(self, value: str) -> str:
+        value = value.strip()
+        for prefix in self.prefixes:
+            value = value.removeprefix(prefix)
+        return value.translate({ord(c): None for c in self.separators})
+
+
+@dataclass(frozen=True)
 class ClientSettings:
     """What a platform client needs from the destination's configuration, secrets already resolved."""
 
@@ -106,7 +124,8 @@ class Platform:
     auth: Callable[[AuthContext], httpx.Auth]  # how credentials travel (headers, signing, refresh)
     classify: Classifier  # the platform's own throttle, auth and error signals
     default_token_url: str | None = None
-    account_id_prefixes: tuple[str, ...] = ()  # stripped from configured ad_account_ids
+    account_id: IdForm = IdForm()  # how people write an ad account id (ad_account_ids, login ids)
+    audience_id: IdForm = IdForm()  # how people write an audience id (the keys of sync_ids)
 
     @property
     def columns(self) -> tuple[Column, ...]:

@@ -33,6 +33,7 @@ from audit_assets.platforms.base import (
     AuthError,
     BadResponse,
     ClientSettings,
+    IdForm,
     Platform,
     PlatformError,
     require_mapping,
@@ -354,11 +355,15 @@ class GoogleAdsClient:
             request = {"query": query, "pageToken": token}
 
 
+# The UI shows customer ids as 123-456-7890; the API names them customers/1234567890.
+CUSTOMER_ID_FORM = IdForm(prefixes=("customers/",), separators="-")
+
+
 def _login_customer_id(value: str | None) -> str | None:
     """``123-456-7890`` -> ``1234567890``; the header takes digits only."""
     if value is None or not value.strip():
         return None
-    digits = value.strip().replace("-", "")
+    digits = CUSTOMER_ID_FORM.canonical(value)
     if not _CUSTOMER_ID.match(digits):
         raise PlatformError(
             "Google Ads credential login_customer_id must be a manager's customer id (digits, dashes allowed)"
@@ -385,5 +390,5 @@ PLATFORM = Platform(
     auth=auth,
     classify=classify,
     default_token_url=TOKEN_URL,
-    account_id_prefixes=("customers/",),
+    account_id=CUSTOMER_ID_FORM,
 )

@@ -42,6 +42,7 @@ from audit_assets.platforms.base import (
     AuthContext,
     BadResponse,
     ClientSettings,
+    IdForm,
     Platform,
     require_mapping,
 )
@@ -321,5 +322,6 @@ PLATFORM = Platform(
     auth=auth,
     classify=classify,
     default_token_url=DEFAULT_TOKEN_URL,
-    account_id_prefixes=(ACCOUNT_URN_PREFIX,),
+    account_id=IdForm(prefixes=(ACCOUNT_URN_PREFIX,)),
+    audience_id=IdForm(prefixes=("urn:li:adSegment:",)),
 )

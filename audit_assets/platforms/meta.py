@@ -21,6 +21,7 @@ from audit_assets.platforms.base import (
     AuthContext,
     BadResponse,
     ClientSettings,
+    IdForm,
     Platform,
 )
 from audit_assets.platforms.http import (
@@ -232,5 +233,5 @@ PLATFORM = Platform(
     connect=connect,
     auth=auth,
     classify=classify,
-    account_id_prefixes=("act_",),
+    account_id=IdForm(prefixes=("act_",)),
 )
