@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import sys
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,25 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message names every offending field."""
+
+    def without_traceback(self) -> ConfigError:
+        """This error, to raise as the only thing a person needs to read.
+
+        Its own frames are dropped (Dagster's error display then shows the message and the one line
+        that raised it); and should the process die of it, which the ``dagster`` commands that do not
+        format load errors let happen, Python prints the message alone instead of a traceback of
+        Dagster's CLI internals.
+        """
+        previous = sys.excepthook
+
+        def print_message_only(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+            if isinstance(error, ConfigError):
+                print(f"{kind.__module__}.{kind.__name__}: {error}", file=sys.stderr)
+            else:
+                previous(kind, error, tb)
+
+        sys.excepthook = print_message_only
+        return self.with_traceback(None)
 
 
 def _literal_secret_problem(name: str, value: Any) -> str | None:

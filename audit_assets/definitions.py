@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from audit_assets.assets import build_destination_asset
-from audit_assets.config import AuditConfig, load_config
+from audit_assets.config import AuditConfig, ConfigError, load_config
 from audit_assets.preflight import build_preflight_job
 from audit_assets.resources import build_resources
 from audit_assets.schedules import build_job, build_schedule
@@ -25,4 +25,9 @@ def build_definitions(config: AuditConfig) -> dg.Definitions:
     )
 
 
-defs = build_definitions(load_config())
+try:
+    _config = load_config()
+except ConfigError as error:  # the list of problems is the whole message; no traceback adds to it
+    raise error.without_traceback() from None
+
+defs = build_definitions(_config)

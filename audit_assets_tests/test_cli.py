@@ -65,11 +65,17 @@ def test_a_bad_config_fails_at_load_naming_the_field(workspace: Workspace) -> No
         "start_date: '2026-01-01'\nwarehouses: {w: {type: duckdb, path: x.duckdb}}\n"
         "destinations:\n  - {id: a, type: meta, credentials: {access_token: EAAB-literal-secret-9}}\n"
     )
-    result = run_cli(["definitions", "validate", "-m", "audit_assets.definitions"], workspace, config)
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "destinations[0].credentials" in output
-    assert "EAAB-literal-secret-9" not in output
+    for command in (
+        ["definitions", "validate", "-m", "audit_assets.definitions"],
+        ["asset", "materialize", "-m", "audit_assets.definitions", "--select", "*", "--partition", today_key()],
+    ):
+        result = run_cli(command, workspace, config)
+        assert result.returncode != 0
+        output = result.stdout + result.stderr
+        assert "destinations[0].credentials" in output
+        assert "EAAB-literal-secret-9" not in output
+        assert "Traceback (most recent call last)" not in output, "the message list, not a Python traceback"
+        assert "audit_assets/config.py" not in output, "none of our frames but the line that raised"
 
 
 def test_a_partition_range_is_one_run_that_records_only_truthful_days(workspace: Workspace) -> None:
