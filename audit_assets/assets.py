@@ -26,8 +26,10 @@ from audit_assets.catalog import (
     warehouse_key,
 )
 from audit_assets.checks import (
+    READABLE_ACCOUNTS_CHECK,
     SHARP_DROP_CHECK,
     UNKNOWN_FIELDS_CHECK,
+    accounts_readable,
     check_specs,
     freshness_policy,
     sharp_drop,
@@ -97,7 +99,9 @@ def build_destination_asset(
     source = view_source(dest)
     view = view_definition(config, warehouse)
 
-    def record(context: AssetExecutionContext, partition_key: str) -> tuple[SnapshotReport, dict]:
+    def record(
+        context: AssetExecutionContext, partition_key: str
+    ) -> tuple[SnapshotReport, dict, FetchStats | None]:
         """Take (or, on a re-execution, find) this run's snapshot for one day; report what is committed."""
         run = context.run
         identity = SnapshotIdentity(
@@ -132,7 +136,11 @@ def build_destination_asset(
                     log=context.log,
                 )
             fetch = FetchStats(
-                api.requests_sent, api.throttle_waited_seconds, snapshot.accounts_not_found, from_hightouch
+                api.requests_sent,
+                api.throttle_waited_seconds,
+                snapshot.accounts_not_found,
+                snapshot.accounts_left_out,
+                from_hightouch,
             )
         try:
             with store.session() as session:
@@ -150,7 +158,7 @@ def build_destination_asset(
         finally:
             if fetch is not None:
                 snapshot.discard()  # also when the warehouse could not be reached
-        return report, snapshot_metadata(report, fetch)
+        return report, snapshot_metadata(report, fetch), fetch
 
     def latest_reports(context: AssetExecutionContext) -> list[SnapshotReport]:
         """The last committed snapshot of each day of the run: what checks judge when run on their own."""
@@ -192,20 +200,25 @@ def build_destination_asset(
         context: AssetExecutionContext,
     ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckResult]:
         selected_checks = {k.name for k in context.selected_asset_check_keys}
+        fetches: list[FetchStats] = []
         if spec["key"] in context.selected_asset_keys:
-            reports = yield from materialize(context)
+            reports, fetches = yield from materialize(context)
         else:
             reports = latest_reports(context)
+        results = {}
         if reports:
-            results = {
-                UNKNOWN_FIELDS_CHECK: unknown_fields(reports, platform),
-                SHARP_DROP_CHECK: sharp_drop(reports, config.checks),
-            }
-            yield from (result for name, result in results.items() if name in selected_checks)
+            results[UNKNOWN_FIELDS_CHECK] = unknown_fields(reports, platform)
+            results[SHARP_DROP_CHECK] = sharp_drop(reports, config.checks)
+        if fetches:  # which accounts refused is known to a fetch only, not to the table
+            left_out = {a: why for f in fetches for a, why in f.ad_accounts_left_out.items()}
+            results[READABLE_ACCOUNTS_CHECK] = accounts_readable(left_out, platform.title)
+        yield from (result for name, result in results.items() if name in selected_checks)
 
     def materialize(
         context: AssetExecutionContext,
-    ) -> Generator[dg.MaterializeResult | dg.AssetMaterialization, None, list[SnapshotReport]]:
+    ) -> Generator[
+        dg.MaterializeResult | dg.AssetMaterialization, None, tuple[list[SnapshotReport], list[FetchStats]]
+    ]:
         today = dt.datetime.now(dt.UTC).date()
         try:
             plan = plan_partitions(
@@ -233,13 +246,13 @@ def build_destination_asset(
                 allow_retries=isinstance(exc, TransientExhausted),
             ) from None
         if recorded and plan.records_every_day:  # one materialization per day, each with its own metadata
-            for key, (_, metadata) in recorded.items():
+            for key, (_, metadata, _) in recorded.items():
                 context.add_asset_metadata(metadata, partition_key=key)
             yield dg.MaterializeResult()
         else:  # only the days recorded; the run's other days stay missing
-            for key, (_, metadata) in recorded.items():
+            for key, (_, metadata, _) in recorded.items():
                 yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=metadata)
-        return [report for report, _ in recorded.values()]
+        return [r for r, _, _ in recorded.values()], [f for _, _, f in recorded.values() if f is not None]
 
     return snapshot_asset
 

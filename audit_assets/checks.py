@@ -7,7 +7,7 @@ sharp fall in audiences) without blocking the history, which is recorded either 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
@@ -17,6 +17,7 @@ from audit_assets.warehouse.base import SnapshotReport
 
 UNKNOWN_FIELDS_CHECK = "no_unknown_api_fields"
 SHARP_DROP_CHECK = "no_sharp_drop"
+READABLE_ACCOUNTS_CHECK = "all_ad_accounts_readable"
 
 
 def check_specs(key: dg.AssetKey, platform: Platform, checks: ChecksConfig) -> list[dg.AssetCheckSpec]:
@@ -26,6 +27,12 @@ def check_specs(key: dg.AssetKey, platform: Platform, checks: ChecksConfig) -> l
             asset=key,
             description=f"Every field {platform.title} returned has a typed column. A new field is kept in "
             "ht_raw and reported here until the platform module declares it.",
+        ),
+        dg.AssetCheckSpec(
+            READABLE_ACCOUNTS_CHECK,
+            asset=key,
+            description=f"Every active {platform.title} ad account the credentials can see could be read. An "
+            "account they may not read is left out of the snapshot (the others still land) and named here.",
         ),
         dg.AssetCheckSpec(
             SHARP_DROP_CHECK,
@@ -53,6 +60,22 @@ def unknown_fields(reports: Sequence[SnapshotReport], platform: Platform) -> dg.
             f"{platform.title} returned fields without a typed column: {', '.join(unknown)}. They are kept "
             "in ht_raw."
             if unknown
+            else None
+        ),
+    )
+
+
+def accounts_readable(left_out: Mapping[str, str], title: str) -> dg.AssetCheckResult:
+    """Judged on snapshots taken in the step: only a fetch knows which accounts refused."""
+    return dg.AssetCheckResult(
+        check_name=READABLE_ACCOUNTS_CHECK,
+        passed=not left_out,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"ad_accounts_left_out": dg.MetadataValue.json(dict(left_out))},
+        description=(
+            f"{len(left_out)} {title} ad account(s) left out, their audiences unreadable: "
+            + "; ".join(f"{account}: {why}" for account, why in left_out.items())
+            if left_out
             else None
         ),
     )

@@ -45,6 +45,7 @@ class FetchStats:
     api_requests: int
     throttle_wait_seconds: float
     ad_accounts_not_found: tuple[str, ...]
+    ad_accounts_left_out: dict[str, str]  # account id -> why its audiences could not be read
     sync_ids_from_hightouch: int | None
 
 
@@ -80,6 +81,7 @@ def snapshot_metadata(report: SnapshotReport, fetch: FetchStats | None) -> dict[
             "api_requests": fetch.api_requests,
             "throttle_wait_seconds": round(fetch.throttle_wait_seconds, 3),
             "ad_accounts_not_found": dg.MetadataValue.json(list(fetch.ad_accounts_not_found)),
+            "ad_accounts_left_out": dg.MetadataValue.json(fetch.ad_accounts_left_out),
             "sync_ids_from_hightouch": _int(fetch.sync_ids_from_hightouch),
         }
     return metadata

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import itertools
 import json
 import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audit_assets.columns import HT_RAW, Column, ColumnType
-from audit_assets.platforms.base import AccountsNotFound, AdAccount, AudienceClient, BadResponse, Platform
+from audit_assets.platforms.base import (
+    AccessRefused,
+    AccountsNotFound,
+    AdAccount,
+    Audience,
+    AudienceClient,
+    BadResponse,
+    Platform,
+)
 
 ARROW_TYPES: dict[ColumnType, pa.DataType] = {
     ColumnType.STRING: pa.string(),
@@ -100,6 +109,7 @@ class Snapshot:
     audiences_by_account: dict[str, int]
     drift_fields: frozenset[str]
     accounts_not_found: tuple[str, ...] = ()
+    accounts_left_out: dict[str, str] = field(default_factory=dict)  # account id -> why it is not in
     _spool: Spool | None = field(default=None, repr=False)
 
     def batches(self, batch_rows: int = DEFAULT_CHUNK_ROWS) -> pa.RecordBatchReader:
@@ -228,6 +238,27 @@ def choose_accounts(
     return chosen, not_found
 
 
+def _pages_unless_refused(
+    client: AudienceClient, account: AdAccount, left_out: dict[str, str]
+) -> Iterator[list[Audience]] | None:
+    """The account's pages, or None (its reason recorded in ``left_out``) when its audiences cannot be
+    read: known at discovery, or refused on the first page. A refusal after rows of the account were
+    taken fails the snapshot instead, since a snapshot never holds part of an account.
+    """
+    if account.unreadable:
+        left_out[account.id] = account.unreadable
+        return None
+    pages = client.audience_pages(account)
+    try:
+        first = next(pages)
+    except StopIteration:
+        return iter(())
+    except AccessRefused as exc:
+        left_out[account.id] = str(exc)
+        return None
+    return itertools.chain([first], pages)
+
+
 def take_snapshot(
     *,
     client: AudienceClient,
@@ -262,10 +293,17 @@ def take_snapshot(
         log.info(
             f"{platform.title} {identity.destination_id}: {len(accounts)} active ad account(s) to snapshot"
         )
+        left_out: dict[str, str] = {}
         for account in accounts:
             label = f"{account.id} ({account.name})" if account.name else account.id
+            pages = _pages_unless_refused(client, account, left_out)
+            if pages is None:
+                log.warning(
+                    f"{platform.title} account {label} is left out of this snapshot: {left_out[account.id]}"
+                )
+                continue
             count = 0
-            for page_number, page in enumerate(client.audience_pages(account), start=1):
+            for page_number, page in enumerate(pages, start=1):
                 for audience in page:
                     audience_id = audience.get(platform.audience_id_field)
                     if audience_id is None:
@@ -300,6 +338,11 @@ def take_snapshot(
                     f"({count} so far)"
                 )
             by_account[account.id] = count
+        if not by_account:
+            raise AccessRefused(
+                f"{platform.title} {identity.destination_id}: the audiences of no ad account could be read: "
+                + "; ".join(f"{a}: {why}" for a, why in left_out.items())
+            )
         spooler.close()
     except BaseException:
         with contextlib.suppress(Exception):  # the writer may be what failed
@@ -315,5 +358,6 @@ def take_snapshot(
         audiences_by_account=by_account,
         drift_fields=frozenset(drift),
         accounts_not_found=not_found,
+        accounts_left_out=left_out,
         _spool=spool,
     )

@@ -67,7 +67,16 @@ def test_a_bad_config_fails_at_load_naming_the_field(workspace: Workspace) -> No
     )
     for command in (
         ["definitions", "validate", "-m", "audit_assets.definitions"],
-        ["asset", "materialize", "-m", "audit_assets.definitions", "--select", "*", "--partition", today_key()],
+        [
+            "asset",
+            "materialize",
+            "-m",
+            "audit_assets.definitions",
+            "--select",
+            "*",
+            "--partition",
+            today_key(),
+        ],
     ):
         result = run_cli(command, workspace, config)
         assert result.returncode != 0

@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -20,6 +21,7 @@ import pytest
 
 from audit_assets.platforms import pinterest
 from audit_assets.platforms.base import (
+    AccessRefused,
     AdAccount,
     AuthError,
     BadResponse,
@@ -366,12 +368,12 @@ def test_a_refused_refresh_token_fails_clearly_and_writes_nothing(connect: Conne
     assert list(spool_root.iterdir()) == []
 
 
-def test_an_account_the_user_may_not_read_is_an_auth_error_naming_the_scope(connect: Connect) -> None:
-    """403 {code: 29}: the token works but lacks a role or ads:read for this account."""
+def test_an_account_the_user_may_not_read_is_refused_naming_the_scope(connect: Connect) -> None:
+    """403 {code: 29}: the token works but lacks a role or ads:read for this account (not its credentials)."""
     emulator = sandbox()
     harness = connect(emulator)
 
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(AccessRefused) as info:
         listed(harness.client, CLOSED)
 
     message = str(info.value)
@@ -542,3 +544,34 @@ def test_the_v1_view_maps_pinterest_sizes_including_nulls_and_values_beyond_32_b
     assert sum(1 for s in sizes if s is not None and s > 2**31) == 2  # the actalikes
     assert raw_types == [("BIGINT",)]
     assert list(spool_root.iterdir()) == []  # the IO manager removed the spool after appending
+
+
+def test_an_account_listed_with_a_role_that_cannot_read_audiences_is_left_out_unasked(
+    connect: Connect,
+) -> None:
+    """The account's permissions tell: a billing-only role is left out without a refused call."""
+    finance_only = replace(TRAVEL, readable=False)
+    emulator = sandbox((RETAIL, finance_only))
+    snapshot = SNAPSHOTS.take(connect(emulator))
+    try:
+        assert snapshot.audiences_by_account == {RETAIL.id: RETAIL.audiences}
+        assert list(snapshot.accounts_left_out) == [TRAVEL.id]
+        assert "FINANCE_MANAGER" in snapshot.accounts_left_out[TRAVEL.id]
+        assert not [r for r in emulator.requests if f"ad_accounts/{TRAVEL.id}/audiences" in r.url.path]
+    finally:
+        snapshot.discard()
+
+
+def test_an_account_refused_on_its_first_page_is_left_out(connect: Connect) -> None:
+    """Without permissions to go by, the 403 on its audiences leaves the account out; the rest lands."""
+
+    class NoPermissions(PinterestSandbox):
+        def _account(self, account: SandboxAccount) -> dict[str, Any]:
+            return {k: v for k, v in super()._account(account).items() if k != "permissions"}
+
+    snapshot = SNAPSHOTS.take(connect(sandbox((RETAIL, replace(TRAVEL, readable=False)), cls=NoPermissions)))
+    try:
+        assert snapshot.audiences_by_account == {RETAIL.id: RETAIL.audiences}
+        assert "HTTP 403, Pinterest error 29" in snapshot.accounts_left_out[TRAVEL.id]
+    finally:
+        snapshot.discard()

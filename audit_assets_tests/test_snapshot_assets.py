@@ -6,7 +6,9 @@ import datetime as dt
 import json
 import os
 
-from audit_assets.checks import SHARP_DROP_CHECK, UNKNOWN_FIELDS_CHECK
+import dagster as dg
+
+from audit_assets.checks import READABLE_ACCOUNTS_CHECK, SHARP_DROP_CHECK, UNKNOWN_FIELDS_CHECK
 from audit_assets.platforms import meta
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets_tests.conftest import Workspace, failure_messages, sandbox_meta, today_key
@@ -54,6 +56,7 @@ def test_todays_partition_writes_one_complete_snapshot(workspace: Workspace) -> 
     assert [(c.check_name, c.passed) for c in checks] == [
         (UNKNOWN_FIELDS_CHECK, True),
         (SHARP_DROP_CHECK, True),
+        (READABLE_ACCOUNTS_CHECK, True),
     ]
 
 
@@ -176,6 +179,7 @@ def test_unknown_api_field_is_kept_in_raw_and_reported(workspace: Workspace, met
     assert [(c.check_name, c.passed) for c in checks] == [
         (UNKNOWN_FIELDS_CHECK, False),
         (SHARP_DROP_CHECK, True),
+        (READABLE_ACCOUNTS_CHECK, True),
     ]
     assert checks[0].metadata["unknown_api_fields"].value == ["brand_new_field"]
     raw = workspace.query(
@@ -314,3 +318,33 @@ def test_active_accounts_without_audiences_are_an_empty_snapshot_not_a_failure(
     ].metadata
     assert (metadata["audiences"].value, metadata["ad_accounts_with_audiences"].value) == (0, 0)
     assert metadata["audiences_by_ad_account"].value == {}
+
+
+def test_an_account_the_token_may_not_read_is_left_out_and_flagged_while_the_rest_lands(
+    workspace: Workspace, meta_server
+) -> None:
+    unreadable = SandboxAccount("1000000002", "Finance only", audiences=5, readable=False)
+    _, dest = meta_server(accounts=[SandboxAccount("1000000001", "Retail", audiences=8), unreadable])
+    result = workspace.run(workspace.config([dest]))
+    assert result.success, failure_messages(result)
+    assert workspace.query(
+        "SELECT ht_ad_account_id, count(*) FROM hightouch_audit.meta_served_meta_audiences GROUP BY 1"
+    ) == [("1000000001", 8)]
+    metadata = result.asset_materializations_for_node("hightouch_audit__meta_served_meta_audiences")[
+        0
+    ].metadata
+    (reason,) = metadata["ad_accounts_left_out"].value.values()
+    assert list(metadata["ad_accounts_left_out"].value) == ["1000000002"] and "Graph error 200" in reason
+    check = {c.check_name: c for c in result.get_asset_check_evaluations()}[READABLE_ACCOUNTS_CHECK]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "1000000002" in check.description
+
+
+def test_when_no_account_can_be_read_the_snapshot_fails(workspace: Workspace, meta_server) -> None:
+    _, dest = meta_server(
+        accounts=[SandboxAccount("1000000002", "Finance only", audiences=5, readable=False)]
+    )
+    result = workspace.run(workspace.config([dest]))
+    assert not result.success
+    assert "the audiences of no ad account could be read: 1000000002" in failure_messages(result)
+    assert not workspace.table_exists("meta_served_meta_audiences")

@@ -29,6 +29,10 @@ class AuthError(PlatformError):
         self.codes = codes  # the platform's error codes, e.g. Google's CUSTOMER_NOT_ENABLED
 
 
+class AccessRefused(PlatformError):
+    """The credentials work, but may not read this resource (one ad account's audiences, say)."""
+
+
 class TransientExhausted(PlatformError):
     """Transient failures (5xx, dropped connections) outlasted every retry; a later attempt may work."""
 
@@ -57,6 +61,7 @@ class AdAccount:
     name: str | None = None
     status: str | None = None  # the platform's own word for the account's state, as it answered
     active: bool = True  # whether that state means the account's audiences are snapshotted
+    unreadable: str | None = None  # why discovery already knows its audiences cannot be read
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from audit_assets.platforms.base import (
+    AccessRefused,
     AuthError,
     BadResponse,
     PlatformError,
@@ -54,11 +55,18 @@ class AuthFailed:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """The credentials are valid but may not read this resource (an account's audiences)."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
 class Fatal:
     detail: str
 
 
-Verdict = Throttled | Transient | AuthFailed | Fatal
+Verdict = Throttled | Transient | AuthFailed | Refused | Fatal
 # (response, parsed JSON body or None) -> a verdict, or None for "no platform-specific opinion".
 Classifier = Callable[[httpx.Response, Any], Verdict | None]
 
@@ -180,6 +188,10 @@ class ApiSession:
                 raise AuthError(
                     self._redact(f"{self._title} refused the credentials while {what}: {verdict.detail}"),
                     codes=verdict.codes,
+                )
+            elif isinstance(verdict, Refused):
+                raise AccessRefused(
+                    self._redact(f"{self._title} refused access while {what}: {verdict.detail}")
                 )
             else:
                 raise (BadResponse if parse_error else PlatformError)(

@@ -29,6 +29,7 @@ from audit_assets.platforms.http import (
     AuthFailed,
     BearerAuth,
     Fatal,
+    Refused,
     Throttled,
     Transient,
     Verdict,
@@ -95,6 +96,8 @@ ACCOUNT_FIELDS = "account_id,account_status,name"
 INVALID_TOKEN = 190
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
 TRANSIENT_CODES = frozenset({1, 2})  # "API Unknown" / "API Service": documented as temporary
+PERMISSION_CODES = frozenset({10, *range(200, 300)})  # "permission denied" / "permissions error"
+MISSING_OBJECT_SUBCODE = 33  # code 100: "does not exist, cannot be loaded due to missing permissions"
 
 
 def classify(response: httpx.Response, body: Any) -> Verdict | None:
@@ -113,6 +116,11 @@ def classify(response: httpx.Response, body: Any) -> Verdict | None:
         return Throttled(detail, _regain_access_seconds(response.headers))
     if code in TRANSIENT_CODES or error.get("is_transient") is True or response.status_code >= 500:
         return Transient(detail)
+    if code in PERMISSION_CODES or (code == 100 and error.get("error_subcode") == MISSING_OBJECT_SUBCODE):
+        return Refused(
+            f"{detail}. The token's user may not read this object (no ads_read role on the ad account, or it "
+            "was closed or unshared since discovery)"
+        )
     return Fatal(detail)
 
 

@@ -40,6 +40,7 @@ from audit_assets.platforms.http import (
     AuthFailed,
     BearerAuth,
     Fatal,
+    Refused,
     Throttled,
     Transient,
     Verdict,
@@ -76,6 +77,20 @@ EPOCH_THRESHOLD = 1_000_000_000
 _ACCOUNT_ID = re.compile(r"[0-9]{1,18}")  # AdAccount.id: pattern ^\d+$, maxLength 18
 
 
+# Business Access roles that may read an account's audiences (Pinterest's "Business Access" roles; a
+# FINANCE_MANAGER or CATALOGS_MANAGER sees the account but gets 403 on its audiences).
+AUDIENCE_ROLES = frozenset({"OWNER", "ADMIN", "ANALYST", "AUDIENCE_MANAGER", "CAMPAIGN_MANAGER"})
+
+
+def _unreadable(permissions: Any) -> str | None:
+    """Why the account's listed permissions cannot read audiences, or None (unknown counts as readable)."""
+    if not isinstance(permissions, list) or not permissions:
+        return None
+    if AUDIENCE_ROLES & {str(p) for p in permissions}:
+        return None
+    return f"the token's user has only {', '.join(map(str, permissions))} on it, no role that reads audiences"
+
+
 def classify(response: httpx.Response, body: Any) -> Verdict | None:
     """Read a Pinterest ``{code, message}`` error; None leaves the decision to the shared HTTP policy."""
     status = response.status_code
@@ -92,9 +107,9 @@ def classify(response: httpx.Response, body: Any) -> Verdict | None:
             "client_secret and refresh_token configured the token is refreshed automatically"
         )
     if status == 403:
-        return AuthFailed(
-            f"{detail}. The token's user may not read this ad account: grant the ads:read scope and "
-            "an owner or Business Access role on the account, then update the secrets"
+        return Refused(
+            f"{detail}. The token's user may not read this: grant the ads:read scope and an owner or "
+            "Business Access role that includes audiences on the ad account"
         )
     if error is None:
         return None
@@ -138,8 +153,14 @@ class PinterestClient:
                 account_id = item.get("id")
                 if not isinstance(account_id, str) or not _ACCOUNT_ID.fullmatch(account_id):
                     raise BadResponse(f"{what}: an account id is not a string of digits: {account_id!r}")
-                name = item.get("name")
-                accounts.append(AdAccount(account_id, name if isinstance(name, str) else None))
+                name, permissions = item.get("name"), item.get("permissions")
+                accounts.append(
+                    AdAccount(
+                        account_id,
+                        name if isinstance(name, str) else None,
+                        unreadable=_unreadable(permissions),
+                    )
+                )
         return accounts
 
     def audience_pages(self, account: AdAccount) -> Iterator[list[Audience]]:

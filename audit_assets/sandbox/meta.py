@@ -101,6 +101,13 @@ class MetaGraphSandbox(Emulator):
         edge = re.fullmatch(r"act_(\d+)/customaudiences", rest)
         if edge and edge[1] in self.accounts:
             account = self.accounts[edge[1]]
+            if not account.readable:
+                return graph_error(
+                    request,
+                    403,
+                    200,
+                    "(#200) Ad account owner has NOT grant ads_management or ads_read permission",
+                )
             return self._audience_page(request, account)
         return graph_error(
             request,

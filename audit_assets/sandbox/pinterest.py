@@ -120,7 +120,7 @@ class PinterestSandbox(Emulator):
         if edge is None:
             return pinterest_error(404, 404, "Not found.")
         account = self.accounts.get(edge["id"])
-        if account is None or not account.active:
+        if account is None or not account.active or not account.readable:
             return pinterest_error(403, 29, "You are not permitted to access that resource.")
         day = self.today()
         rows = [self._audience(account, i, day) for i in range(account.audiences)]
@@ -193,7 +193,13 @@ class PinterestSandbox(Emulator):
             "owner": {"id": owner_id, "username": f"sandbox_{owner_id[-4:]}"},
             "country": "US",
             "currency": "USD",
-            "permissions": ["ANALYST", "AUDIENCE_MANAGER"] if shared else ["OWNER"],
+            "permissions": (
+                ["FINANCE_MANAGER"]  # billing only: the account is listed, its audiences refused
+                if not account.readable
+                else ["ANALYST", "AUDIENCE_MANAGER"]
+                if shared
+                else ["OWNER"]
+            ),
             "created_time": created,
             "updated_time": created + stable_int(account.id, "updated") % 1_000_000,
         }

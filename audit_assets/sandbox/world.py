@@ -34,6 +34,7 @@ class SandboxAccount:
     name: str
     active: bool = True
     audiences: int = 8
+    readable: bool = True  # False: the credentials see the account but may not read its audiences
 
 
 DEFAULT_ACCOUNTS: tuple[SandboxAccount, ...] = (
