@@ -210,14 +210,14 @@ class TikTokClient:
         Page-number paging cannot loop by itself, but a platform that ignores ``page`` or reports totals
         that do not fit its pages would repeat or lose audiences silently, so each of those fails.
         """
-        page_size = self._settings.page_size
+        asked = self._settings.page_size
         url = f"{self._root}/dmp/custom_audience/list/"
         previous_ids: list[Any] | None = None
         page = 1
         while True:
             what = f"listing custom audiences of advertiser {account.id} (page {page})"
             body = self._session.get_json(
-                url, params={"advertiser_id": account.id, "page": page, "page_size": page_size}, what=what
+                url, params={"advertiser_id": account.id, "page": page, "page_size": asked}, what=what
             )
             data = _data(body, what)
             items = _object_list(data, what)
@@ -225,6 +225,8 @@ class TikTokClient:
             echoed_page = _count(info, "page", what, 1)
             total_number = _count(info, "total_number", what, 0)
             total_page = _count(info, "total_page", what, 0)
+            # The server's own page size, which may be smaller than asked: every check counts in it.
+            page_size = _count(info, "page_size", what, 1) if "page_size" in info else asked
             if echoed_page != page:
                 raise BadResponse(f"{what}: the platform answered page {echoed_page} instead")
             if len(items) > page_size:
