@@ -21,6 +21,7 @@ from audit_assets.platforms.base import (
     AdAccount,
     AuthError,
     BadResponse,
+    PageTooLarge,
     ThrottleCapExceeded,
     TransientExhausted,
 )
@@ -51,10 +52,18 @@ def sandbox(
     *,
     faults: Faults | None = None,
     empty_pages: int = 0,
+    heaviest_page: int | None = None,
     cls: type[MetaGraphSandbox] = MetaGraphSandbox,
 ) -> MetaGraphSandbox:
     """A Graph emulator with a fixed day, so sizes are the same within a test."""
-    return cls(accounts, faults=faults, token=TOKEN, today=lambda: TODAY, empty_pages=empty_pages)
+    return cls(
+        accounts,
+        faults=faults,
+        token=TOKEN,
+        today=lambda: TODAY,
+        empty_pages=empty_pages,
+        heaviest_page=heaviest_page,
+    )
 
 
 @pytest.fixture
@@ -540,3 +549,22 @@ def test_raw_keeps_nulls_and_non_ascii_exactly(connect: Connect, spool_root: Pat
             assert row["name"].startswith("Käufer 🛒 ")
     finally:
         snapshot.discard()
+
+
+def test_a_page_graph_finds_too_heavy_is_asked_again_smaller_from_the_same_cursor(connect: Connect) -> None:
+    """HTTP 500, code 1, "reduce the amount of data": halve the limit, not retry the same request."""
+    emulator = sandbox((RETAIL,), heaviest_page=3)
+    harness = connect(emulator, page_size=100)
+
+    audiences = listed(harness.client, RETAIL)
+
+    assert [a["id"] for a in audiences] == expected_ids(RETAIL)
+    limits = [int(r.url.params["limit"]) for r in audience_requests(emulator)]
+    assert limits == [100, 50, 25, 12, 6, 3, 3, 3]  # shrunk on page 1, then 3 + 3 + 2 audiences
+    assert harness.sleeps == [], "a page too heavy is not a transient failure to wait out"
+
+
+def test_a_page_too_heavy_even_for_one_audience_fails_the_listing(connect: Connect) -> None:
+    harness = connect(sandbox((RETAIL,), heaviest_page=0))
+    with pytest.raises(PageTooLarge, match="reduce the amount of data"):
+        listed(harness.client, RETAIL)

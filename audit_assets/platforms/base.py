@@ -33,6 +33,10 @@ class AccessRefused(PlatformError):
     """The credentials work, but may not read this resource (one ad account's audiences, say)."""
 
 
+class PageTooLarge(PlatformError):
+    """The platform refused a page as too heavy; the same page may be asked for with a smaller size."""
+
+
 class TransientExhausted(PlatformError):
     """Transient failures (5xx, dropped connections) outlasted every retry; a later attempt may work."""
 

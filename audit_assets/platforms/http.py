@@ -20,6 +20,7 @@ from audit_assets.platforms.base import (
     AccessRefused,
     AuthError,
     BadResponse,
+    PageTooLarge,
     PlatformError,
     ThrottleCapExceeded,
     TokenEndpointUnavailable,
@@ -62,11 +63,18 @@ class Refused:
 
 
 @dataclass(frozen=True)
+class Shrink:
+    """The page asked for is too heavy for the platform; the same page with fewer items may pass."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
 class Fatal:
     detail: str
 
 
-Verdict = Throttled | Transient | AuthFailed | Refused | Fatal
+Verdict = Throttled | Transient | AuthFailed | Refused | Shrink | Fatal
 # (response, parsed JSON body or None) -> a verdict, or None for "no platform-specific opinion".
 Classifier = Callable[[httpx.Response, Any], Verdict | None]
 
@@ -137,6 +145,10 @@ class ApiSession:
         self._throttles = 0
         self.requests_sent = 0
 
+    @property
+    def log(self) -> logging.Logger:
+        return self._log
+
     def get_json(self, url: str, *, params: Mapping[str, Any] | None = None, what: str) -> Any:
         return self.request_json("GET", url, params=params, what=what)
 
@@ -188,6 +200,10 @@ class ApiSession:
                 raise AuthError(
                     self._redact(f"{self._title} refused the credentials while {what}: {verdict.detail}"),
                     codes=verdict.codes,
+                )
+            elif isinstance(verdict, Shrink):
+                raise PageTooLarge(
+                    self._redact(f"{self._title} refused a page as too heavy while {what}: {verdict.detail}")
                 )
             elif isinstance(verdict, Refused):
                 raise AccessRefused(

@@ -30,6 +30,7 @@ from audit_assets.platforms.http import (
     BearerAuth,
     Fatal,
     Refused,
+    Shrink,
     Throttled,
     Transient,
     Verdict,
@@ -97,6 +98,9 @@ INVALID_TOKEN = 190
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
 TRANSIENT_CODES = frozenset({1, 2})  # "API Unknown" / "API Service": documented as temporary
 PERMISSION_CODES = frozenset({10, *range(200, 300)})  # "permission denied" / "permissions error"
+# Graph's answer to a page too heavy to build (HTTP 500, code 1); singer-io/tap-facebook#65 and
+# airbytehq/airbyte#38025 ask again with a smaller limit, as we do (paging.follow_cursor).
+TOO_MUCH_DATA = "reduce the amount of data"
 MISSING_OBJECT_SUBCODE = 33  # code 100: "does not exist, cannot be loaded due to missing permissions"
 
 
@@ -112,6 +116,8 @@ def classify(response: httpx.Response, body: Any) -> Verdict | None:
             f"{detail}. The access token is invalid or expired; Meta tokens cannot be refreshed, so "
             "re-authorise (issue a new system-user or long-lived token) and update the secret"
         )
+    if code == 1 and TOO_MUCH_DATA in str(error.get("message", "")):
+        return Shrink(detail)
     if code in THROTTLE_CODES or response.status_code == 429:
         return Throttled(detail, _regain_access_seconds(response.headers))
     if code in TRANSIENT_CODES or error.get("is_transient") is True or response.status_code >= 500:
@@ -190,7 +196,9 @@ class MetaClient:
         base_url and never carries anything the platform put into a URL.
         """
         params = {**params, "limit": self._settings.page_size}
-        return follow_cursor(self._session, url, params, cursor_param="after", read=_read_page, what=what)
+        return follow_cursor(
+            self._session, url, params, cursor_param="after", read=_read_page, what=what, size_param="limit"
+        )
 
 
 def _read_page(body: Mapping[str, Any], where: str) -> tuple[list[Audience], str | None]:

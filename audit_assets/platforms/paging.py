@@ -2,7 +2,9 @@
 
 Each platform supplies only ``read``: it validates one page body and returns the page's audiences and
 the cursor of the next page (None at the platform's real end signal). A cursor seen before would
-page forever, so it fails the snapshot instead.
+page forever, so it fails the snapshot instead. When the platform refuses a page as too heavy
+(PageTooLarge) and says how many items a page holds (``size_param``), the same page is asked for again
+with half as many, and later pages keep the smaller size.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from audit_assets.platforms.base import Audience, BadResponse, require_mapping
+from audit_assets.platforms.base import Audience, BadResponse, PageTooLarge, require_mapping
 from audit_assets.platforms.http import ApiSession
 
 # (page body, "<what>: page <n>") -> (the page's items, the next cursor or None)
@@ -26,13 +28,26 @@ def follow_cursor(
     read: ReadPage,
     what: str,
     cursor_name: str = "cursor",
+    size_param: str | None = None,
 ) -> Iterator[list[Audience]]:
     """Yield every page of ``url``, sending each next cursor as ``cursor_param`` to the same URL."""
     seen: set[str] = set()
     page_number = 0
     while True:
         page_number += 1
-        body = require_mapping(session.get_json(url, params=params, what=what), what)
+        try:
+            answer = session.get_json(url, params=params, what=what)
+        except PageTooLarge:
+            size = int(params[size_param]) if size_param and size_param in params else 1
+            if size <= 1:
+                raise
+            params = {**params, size_param: size // 2}
+            session.log.warning(
+                f"{what}: page {page_number} was too heavy for {size}; asking for {size // 2}"
+            )
+            page_number -= 1
+            continue
+        body = require_mapping(answer, what)
         items, cursor = read(body, f"{what}: page {page_number}")
         yield items
         if cursor is None:

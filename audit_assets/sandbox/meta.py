@@ -81,12 +81,14 @@ class MetaGraphSandbox(Emulator):
         today: Callable[[], dt.date] = utc_today,
         empty_pages: int = 0,
         new_fields: dict[str, Any] | None = None,
+        heaviest_page: int | None = None,
     ) -> None:
         super().__init__(faults, today)
         self.accounts = {a.id: a for a in accounts}
         self.token = token
         self.empty_pages = empty_pages  # empty pages (with paging.next) served after the first page
         self.new_fields = new_fields or {}  # fields the platform "added later": returned unasked
+        self.heaviest_page = heaviest_page  # a larger audience page is refused as too much data
 
     def respond(self, request: httpx.Request) -> httpx.Response:
         supplied = request.url.params.get("access_token") or request.headers.get("authorization", "")
@@ -163,6 +165,10 @@ class MetaGraphSandbox(Emulator):
             limit, offset, empties = _position(request)
         except ValueError:
             return graph_error(request, 400, 100, "(#100) The after cursor is invalid")
+        if self.heaviest_page is not None and limit > self.heaviest_page:
+            return graph_error(
+                request, 500, 1, "Please reduce the amount of data you're asking for, then retry your request"
+            )
         if offset == limit and empties < self.empty_pages:
             return self._reply(request, [], offset, empties + 1, more=True)
         day = self.today()

@@ -108,7 +108,9 @@ class TikTokBusinessSandbox(Emulator):
         served_page_size: int | None = None,
     ) -> None:
         super().__init__(faults, today)
-        self.served_page_size = served_page_size  # a server that serves fewer per page than asked, and says so
+        self.served_page_size = (
+            served_page_size  # a server that serves fewer per page than asked, and says so
+        )
         self.accounts = {a.id: a for a in accounts}  # every one has authorised the app
         self.access_token = access_token
         self.app_id = app_id
