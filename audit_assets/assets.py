@@ -190,7 +190,7 @@ def build_destination_asset(
         # Exhausted 5xx/connection retries and warehouse lock timeouts may heal; bad answers do not.
         retry_policy=dg.RetryPolicy(
             max_retries=policy.step_retries,
-            delay=60,
+            delay=policy.step_retry_delay_seconds,
             backoff=dg.Backoff.EXPONENTIAL,
             jitter=dg.Jitter.PLUS_MINUS,
         ),

@@ -146,8 +146,9 @@ class SnapshotPolicy(_Strict):
         default=2,
         ge=0,
         le=10,
-        description="Dagster step retries (60 s apart, growing) after transient failures.",
+        description="Dagster step retries after transient failures (step_retry_delay_seconds apart, growing).",
     )
+    step_retry_delay_seconds: float = Field(default=60.0, gt=0, description="First wait before a step retry.")
 
 
 class ChecksConfig(_Strict):

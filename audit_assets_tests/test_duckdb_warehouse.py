@@ -49,3 +49,14 @@ def test_spool_is_removed_after_the_write(tmp_path: Path) -> None:
     assert snapshot.path.exists()
     write(tmp_path / "c.duckdb", snapshot)
     assert not snapshot.path.exists()
+
+
+def test_a_failure_after_the_insert_rolls_the_whole_snapshot_back(tmp_path: Path) -> None:
+    """The insert and its verification are one transaction: rows that fail the check are not kept."""
+    db = tmp_path / "d.duckdb"
+    write(db, demo_meta_snapshot("snap-1"))
+    inconsistent = demo_meta_snapshot("snap-2")
+    inconsistent.row_count += 1  # the spool holds one row fewer than the snapshot claims
+    with pytest.raises(RuntimeError, match="wrote 13 rows for snapshot snap-2, expected 14"):
+        write(db, inconsistent)
+    assert count(db) == [("snap-1", 13)]

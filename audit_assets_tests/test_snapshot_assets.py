@@ -348,3 +348,26 @@ def test_when_no_account_can_be_read_the_snapshot_fails(workspace: Workspace, me
     assert not result.success
     assert "the audiences of no ad account could be read: 1000000002" in failure_messages(result)
     assert not workspace.table_exists("meta_served_meta_audiences")
+
+
+def test_a_transient_failure_that_outlasts_the_clients_retries_is_retried_as_a_step(
+    workspace: Workspace, meta_server
+) -> None:
+    """Six 5xx in a row exhaust the client's five retries; Dagster's step retry then takes it whole."""
+    emulator, dest = meta_server()
+    emulator.faults.add(FaultKind.SERVER_ERROR, times=6, path_contains="customaudiences")
+    config = workspace.config(
+        [dest],
+        snapshots={
+            "retry_base_delay_seconds": 0.01,
+            "max_retries": 5,
+            "step_retries": 1,
+            "step_retry_delay_seconds": 0.1,
+        },
+    )
+    result = workspace.run(config)
+    assert result.success, failure_messages(result)
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 1
+    assert workspace.query(
+        "SELECT count(DISTINCT ht_snapshot_id), count(*) FROM hightouch_audit.meta_served_meta_audiences"
+    ) == [(1, 13)]

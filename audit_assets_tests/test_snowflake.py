@@ -132,6 +132,10 @@ def test_a_failure_during_the_load_leaves_no_row_of_that_snapshot(statements: li
     with pytest.raises(Exception):  # noqa: B017 - whatever the reader raises, nothing may be written
         write(broken)
     write(demo_meta_snapshot("snap-1"))  # a retry of the first: already there, nothing added
+    inconsistent = demo_meta_snapshot("snap-3")
+    inconsistent.row_count += 1  # fails the check after the insert, inside the transaction
+    with pytest.raises(RuntimeError, match="wrote 13 rows for snapshot snap-3, expected 14"):
+        write(inconsistent)
     assert query("SELECT ht_snapshot_id, count(*) FROM HIGHTOUCH_AUDIT.META_IO_AUDIENCES GROUP BY 1") == [
         ("snap-1", 13)
     ]
