@@ -60,3 +60,28 @@ def test_a_failure_after_the_insert_rolls_the_whole_snapshot_back(tmp_path: Path
     with pytest.raises(RuntimeError, match="wrote 13 rows for snapshot snap-2, expected 14"):
         write(db, inconsistent)
     assert count(db) == [("snap-1", 13)]
+
+
+def test_a_column_a_later_release_types_is_added_and_older_rows_keep_null(tmp_path: Path) -> None:
+    """A table written before ``time_updated`` was typed gets the column; nothing is removed or rewritten."""
+    from audit_assets.platforms import meta
+    from audit_assets.warehouse import sql
+    from audit_assets.warehouse.duckdb import DUCKDB
+
+    db = tmp_path / "e.duckdb"
+    older = tuple(c for c in meta.PLATFORM.columns if c.name != "time_updated")
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("CREATE SCHEMA hightouch_audit")
+        conn.execute(sql.create_table(DUCKDB, "hightouch_audit", DEMO_TABLE, older))
+        conn.execute(f"INSERT INTO hightouch_audit.{DEMO_TABLE} (ht_snapshot_id, id) VALUES ('old', 'a1')")
+
+    write(db, demo_meta_snapshot("snap-1"))
+
+    with duckdb.connect(str(db), read_only=True) as conn:
+        rows = conn.execute(
+            f"SELECT ht_snapshot_id, time_updated, CAST(ht_raw->>'time_updated' AS BIGINT) "
+            f"FROM hightouch_audit.{DEMO_TABLE} ORDER BY ht_snapshot_id, id"
+        ).fetchall()
+    assert rows[0] == ("old", None, None)  # "old" sorts first
+    new = rows[1:]
+    assert len(new) == 13 and all(typed == raw and typed is not None for _, typed, raw in new)
