@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,13 @@ class Workspace:
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     with dg.instance_for_test() as instance:
         yield Workspace(tmp_path, instance)
+
+
+def packaged_destination(kind: str, **extra: Any) -> dict[str, Any]:
+    """The packaged config's sandbox destination of one platform, with ``extra`` settings."""
+    document = yaml.safe_load(resources.files("audit_assets").joinpath("default_config.yaml").read_text())
+    (dest,) = [d for d in document["destinations"] if d["type"] == kind]
+    return {**dest, **extra}
 
 
 def sandbox_meta(dest_id: str = "sandbox_meta", **extra: Any) -> dict[str, Any]:

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from importlib import resources
-from typing import Any
-
 import pytest
-import yaml
 
 from audit_assets.sandbox.linkedin import segment_id_of
 from audit_assets.sandbox.meta import audience_id_of
-from audit_assets_tests.conftest import Workspace, failure_messages
-
-
-def packaged_destination(kind: str, **extra: Any) -> dict[str, Any]:
-    """The packaged config's sandbox destination of one platform, with ``extra`` settings."""
-    document = yaml.safe_load(resources.files("audit_assets").joinpath("default_config.yaml").read_text())
-    (dest,) = [d for d in document["destinations"] if d["type"] == kind]
-    return {**dest, **extra}
+from audit_assets_tests.conftest import Workspace, failure_messages, packaged_destination
 
 
 @pytest.mark.parametrize(

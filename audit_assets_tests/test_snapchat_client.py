@@ -20,6 +20,7 @@ import pytest
 
 from audit_assets.platforms import snapchat
 from audit_assets.platforms.base import (
+    AccessRefused,
     AdAccount,
     AuthError,
     BadResponse,
@@ -457,7 +458,9 @@ def test_an_api_that_refuses_even_a_fresh_token_fails_clearly_and_writes_nothing
     assert list(spool_root.iterdir()) == []
 
 
-def test_forbidden_ad_account_is_an_auth_error_naming_the_missing_role(connect: Connect) -> None:
+def test_a_forbidden_ad_account_is_refused_naming_the_missing_role(connect: Connect) -> None:
+    """403 on one account's segments: the user lacks a role there; its credentials are fine."""
+
     class ForbiddingSnap(SnapchatSandbox):
         def respond(self, request: httpx.Request) -> httpx.Response:
             if request.url.path.endswith("/segments") and self.issuer.accepts(request.headers):
@@ -466,7 +469,7 @@ def test_forbidden_ad_account_is_an_auth_error_naming_the_missing_role(connect: 
 
     harness = connect(sandbox((RETAIL,), cls=ForbiddingSnap))
 
-    with pytest.raises(AuthError, match=r"HTTP 403.*Forbidden.*give it a role there"):
+    with pytest.raises(AccessRefused, match=r"HTTP 403.*Forbidden.*give it a role there"):
         listed(harness.client, RETAIL)
 
 

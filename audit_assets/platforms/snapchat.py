@@ -33,7 +33,7 @@ from audit_assets.platforms.base import (
     ClientSettings,
     Platform,
 )
-from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Transient, Verdict
+from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Refused, Transient, Verdict
 from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
 from audit_assets.platforms.paging import follow_cursor
 from audit_assets.views import V1Mapping
@@ -83,7 +83,7 @@ def classify(response: httpx.Response, body: Any) -> Verdict | None:
     if status == 401:
         return AuthFailed(f"{detail}. Snapchat refused a freshly refreshed access token: {_REAUTHORISE}")
     if status == 403:
-        return AuthFailed(
+        return Refused(
             f"{detail}. The Snapchat user who authorised the app has no access to this organization or "
             f"ad account: give it a role there (audience, reports or admin), or {_REAUTHORISE}"
         )

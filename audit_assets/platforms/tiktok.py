@@ -45,6 +45,7 @@ from audit_assets.platforms.http import (
     ApiSession,
     AuthFailed,
     Fatal,
+    Refused,
     Throttled,
     Transient,
     Verdict,
@@ -73,9 +74,9 @@ FIELDS: tuple[ApiField, ...] = (
 
 # Return codes (HTTP 200 with a non-zero ``code``).
 THROTTLE_CODES = frozenset({40016, 40100, 40133})  # app-level, app-level, advertiser-level QPS limits
+NO_PERMISSION = 40001  # no permission to operate this advertiser: one advertiser, not the credentials
 AUTH_CODES = frozenset(
     {
-        40001,  # no permission: the advertiser withdrew the app's authorisation
         40101,  # app_id and secret do not match
         40102,  # access token expired
         40104,  # access token missing
@@ -95,6 +96,11 @@ def classify(response: httpx.Response, body: Any) -> Verdict | None:
     detail = _describe_error(response.status_code, body)
     if code in THROTTLE_CODES:
         return Throttled(detail)  # TikTok gives no estimate of when the limit resets
+    if code == NO_PERMISSION:
+        return Refused(
+            f"{detail}. The advertiser withdrew the app's authorisation, or never gave it: authorise the "
+            "app for this advertiser again (TikTok API for Business authorisation link)"
+        )
     if code in AUTH_CODES:
         return AuthFailed(
             f"{detail}. TikTok refused the app or its access token: re-authorise the app for the "

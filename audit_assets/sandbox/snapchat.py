@@ -137,7 +137,10 @@ class SnapchatSandbox(Emulator):
             return self._organizations(request)
         segments = _SEGMENTS.fullmatch(rest)
         if segments and segments["account"] in self.accounts:
-            return self._segment_page(request, self.accounts[segments["account"]])
+            account = self.accounts[segments["account"]]
+            if not account.readable:
+                return snap_error(request, 403, "User does not have permission to access this resource")
+            return self._segment_page(request, account)
         return snap_error(
             request,
             404,

@@ -207,7 +207,7 @@ class TikTokBusinessSandbox(Emulator):
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
             return self._error(request, 40002, f"page must be >= 1 and page_size in [1, {MAX_PAGE_SIZE}].")
         account = self.accounts.get(advertiser_id)
-        if account is None:
+        if account is None or not account.readable:
             return self._error(request, 40001, f"No permission to operate advertiser {advertiser_id}.")
         if self.served_page_size is not None:
             page_size = min(page_size, self.served_page_size)
