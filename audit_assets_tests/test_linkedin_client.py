@@ -19,6 +19,7 @@ import pytest
 
 from audit_assets.platforms import linkedin
 from audit_assets.platforms.base import (
+    AccessRefused,
     AccountsNotFound,
     AdAccount,
     AuthError,
@@ -405,10 +406,10 @@ def test_a_fixed_access_token_works_without_a_token_endpoint(connect: Connect) -
 
 
 def test_access_denied_names_the_role_and_scope(connect: Connect) -> None:
-    """403 ACCESS_DENIED (no role on the account, or no r_ads) is an auth failure that says what to grant."""
+    """403 ACCESS_DENIED (no role on the account, or no r_ads) is a refusal that says what to grant."""
     harness = connect(sandbox((RETAIL,)))
 
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(AccessRefused) as info:
         list(harness.client.audience_pages(AdAccount("4000000009")))
 
     message = str(info.value)

@@ -51,6 +51,7 @@ from audit_assets.platforms.http import (
     AuthFailed,
     BearerAuth,
     Fatal,
+    Refused,
     Throttled,
     Transient,
     Verdict,
@@ -122,7 +123,7 @@ def classify(response: httpx.Response, body: Any) -> Verdict | None:
             "update the secrets"
         )
     if status == 403:
-        return AuthFailed(
+        return Refused(
             f"{detail}. The member who authorised the app needs a role on the ad account (ACCOUNT_BILLING_ADMIN, "
             "ACCOUNT_MANAGER, CAMPAIGN_MANAGER, CREATIVE_MANAGER or VIEWER) and the token needs the r_ads "
             "(or rw_ads) scope; grant them, authorise again and update the secrets"

@@ -51,6 +51,7 @@ from audit_assets.platforms.http import (
     ApiSession,
     AuthFailed,
     Fatal,
+    Refused,
     Throttled,
     Transient,
     Verdict,
@@ -108,8 +109,9 @@ def classify(response: httpx.Response, body: Any) -> Verdict | None:
     if status == 401:
         return AuthFailed(f"{detail}. {REAUTHORISE}")
     if status == 403:
-        hint = NO_ADS_API_ACCESS if "UNAUTHORIZED_CLIENT_APPLICATION" in _codes(body) else NO_ACCOUNT_ACCESS
-        return AuthFailed(f"{detail}; {hint}")
+        if "UNAUTHORIZED_CLIENT_APPLICATION" in _codes(body):  # the app itself: every call would fail
+            return AuthFailed(f"{detail}; {NO_ADS_API_ACCESS}")
+        return Refused(f"{detail}; {NO_ACCOUNT_ACCESS}")  # one account this user may not read
     if status >= 500:
         return Transient(detail)
     return Fatal(detail)

@@ -181,7 +181,7 @@ class LinkedInMarketingSandbox(Emulator):
             count = _int_param(params, "count", DEFAULT_COUNT, 0, 10**9)
         except ValueError as exc:
             return self._error(400, "ILLEGAL_ARGUMENT", f"Invalid query parameter: {exc}")
-        unknown = [a for a in account_ids if a not in self.accounts]
+        unknown = [a for a in account_ids if a not in self.accounts or not self.accounts[a].readable]
         if unknown:
             return self._error(
                 403,

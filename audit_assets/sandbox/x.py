@@ -119,6 +119,10 @@ class XAdsSandbox(Emulator):
         params = {"account_id": edge["account"]}
         if account is None:
             return x_error(403, "ACCOUNT_NOT_FOUND", f"Account {edge['account']} was not found", params)
+        if not account.readable:
+            return x_error(
+                403, "UNAUTHORIZED_ACCESS", "This request is not authorized to access this account", params
+            )
         day = self.today()
         audiences = [self._audience(account, i, day) for i in range(account.audiences)]
         return self._page(request, audiences, params)
