@@ -2,7 +2,7 @@
 
 One test over every platform that tells such an account apart, each against its own emulator speaking
 its own refusal (Graph code 200, Pinterest's roles and 403 code 29, TikTok code 40001, Snap's 403,
-LinkedIn's 403 ACCESS_DENIED, X's 403 UNAUTHORIZED_ACCESS).
+LinkedIn's 403 ACCESS_DENIED, X's 403 UNAUTHORIZED_ACCESS, Google's USER_PERMISSION_DENIED).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from audit_assets.snapshot import SnapshotIdentity, take_snapshot
 from audit_assets_tests.conftest import RETAIL, TODAY, TRAVEL, packaged_destination
 from audit_assets_tests.platform_harness import PlatformClients
 
-ISOLATING = ("meta", "pinterest", "tiktok", "snapchat", "linkedin", "x")
+ISOLATING = ("meta", "pinterest", "tiktok", "snapchat", "linkedin", "x", "google_ads")
 LOG = logging.getLogger("audit_assets_tests.account_isolation")
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from audit_assets.platforms import google_ads
 from audit_assets.platforms.base import (
+    AccessRefused,
     AdAccount,
     AuthError,
     BadResponse,
@@ -176,7 +177,7 @@ def test_configured_login_customer_id_that_is_cancelled_fails_clearly(connect: C
     """A configured root that refuses is not silently skipped: the snapshot would be empty without saying why."""
     harness = connect(sandbox(), credentials=CREDENTIALS | {"login_customer_id": CLOSED.id})
 
-    with pytest.raises(AuthError, match="CUSTOMER_NOT_ENABLED"):
+    with pytest.raises(AccessRefused, match="CUSTOMER_NOT_ENABLED"):
         active_accounts(harness.client)
 
 
@@ -199,10 +200,13 @@ def test_hierarchy_is_paged_to_its_end(connect: Connect) -> None:
 
 
 def test_an_access_refusal_names_login_customer_id(connect: Connect) -> None:
-    """Listing a manager's client without the manager as login is USER_PERMISSION_DENIED: say how to fix it."""
+    """Listing a manager's client without the manager as login is USER_PERMISSION_DENIED: say how to fix it.
+
+    A refusal of this customer, not of the credentials: in a snapshot the account would be left out.
+    """
     harness = connect(sandbox())
 
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(AccessRefused) as info:
         listed(harness.client, RETAIL)  # no discovery: the client falls back to RETAIL as its own login
 
     assert "USER_PERMISSION_DENIED" in str(info.value)

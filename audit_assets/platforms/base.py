@@ -32,6 +32,10 @@ class AuthError(PlatformError):
 class AccessRefused(PlatformError):
     """The credentials work, but may not read this resource (one ad account's audiences, say)."""
 
+    def __init__(self, message: str, *, codes: frozenset[str] = frozenset()) -> None:
+        super().__init__(message)
+        self.codes = codes  # the platform's own error codes, e.g. Google's CUSTOMER_NOT_ENABLED
+
 
 class PageTooLarge(PlatformError):
     """The platform refused a page as too heavy; the same page may be asked for with a smaller size."""

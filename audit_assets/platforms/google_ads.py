@@ -27,10 +27,10 @@ import httpx
 from audit_assets.columns import ApiField
 from audit_assets.columns import ColumnType as T
 from audit_assets.platforms.base import (
+    AccessRefused,
     AdAccount,
     Audience,
     AuthContext,
-    AuthError,
     BadResponse,
     ClientSettings,
     IdForm,
@@ -38,7 +38,7 @@ from audit_assets.platforms.base import (
     PlatformError,
     require_mapping,
 )
-from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Throttled, Transient, Verdict
+from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Refused, Throttled, Transient, Verdict
 from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
 from audit_assets.views import V1Mapping
 
@@ -121,6 +121,7 @@ HIERARCHY_QUERY = (
 _CUSTOMER_ID = re.compile(r"^\d+$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")  # protobuf Duration in JSON: "40591s", "1.5s"
 NOT_ENABLED = "CUSTOMER_NOT_ENABLED"
+CUSTOMER_REFUSALS = frozenset({"USER_PERMISSION_DENIED", NOT_ENABLED})  # one customer, not the credentials
 THROTTLE_QUOTA_ERRORS = frozenset({"RESOURCE_EXHAUSTED", "RESOURCE_TEMPORARILY_EXHAUSTED"})
 TRANSIENT_STATUSES = frozenset({"UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED"})
 _AUTH_FIXES = {
@@ -155,6 +156,10 @@ def classify(response: httpx.Response, body: Any) -> Verdict | None:
     quota = {name for category, name in codes if category == "quotaError"}
     if response.status_code == 429 or status == "RESOURCE_EXHAUSTED" or quota & THROTTLE_QUOTA_ERRORS:
         return Throttled(detail, _retry_delay(error, failures))
+    if names & CUSTOMER_REFUSALS and not names - CUSTOMER_REFUSALS:
+        # This customer, not the credentials: the user cannot reach it, or it was cancelled.
+        fixes = [fix for name, fix in _AUTH_FIXES.items() if name in names]
+        return Refused(f"{detail}. " + "; ".join(fixes), codes=frozenset(names))
     if response.status_code in (401, 403) or status in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         fixes = [fix for name, fix in _AUTH_FIXES.items() if name in names]
         if not fixes and (response.status_code == 401 or status == "UNAUTHENTICATED"):
@@ -272,7 +277,7 @@ class GoogleAdsClient:
             what = f"discovering the accounts under customer {root}"
             try:
                 pages = list(self._search(root, HIERARCHY_QUERY, login=root, what=what))
-            except AuthError as exc:
+            except AccessRefused as exc:
                 # listAccessibleCustomers also names cancelled accounts, which refuse every query.
                 if self._login_override or NOT_ENABLED not in exc.codes:
                     raise

@@ -60,6 +60,7 @@ class Refused:
     """The credentials are valid but may not read this resource (an account's audiences)."""
 
     detail: str
+    codes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,8 @@ class ApiSession:
                 )
             elif isinstance(verdict, Refused):
                 raise AccessRefused(
-                    self._redact(f"{self._title} refused access while {what}: {verdict.detail}")
+                    self._redact(f"{self._title} refused access while {what}: {verdict.detail}"),
+                    codes=verdict.codes,
                 )
             else:
                 raise (BadResponse if parse_error else PlatformError)(

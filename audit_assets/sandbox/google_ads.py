@@ -314,7 +314,8 @@ class GoogleAdsSandbox(Emulator):
         reachable = login == cid or (
             self.manager is not None and login == self.manager.id and cid in self.accounts
         )
-        if login not in self.accessible or not reachable:
+        unreadable = cid in self.accounts and not self.accounts[cid].readable
+        if login not in self.accessible or not reachable or unreadable:
             return ads_error(
                 request,
                 403,
