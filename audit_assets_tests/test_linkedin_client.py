@@ -205,7 +205,7 @@ def test_a_full_last_page_is_followed_by_one_empty_page(connect: Connect) -> Non
 def test_a_server_side_count_cap_is_not_mistaken_for_the_end(connect: Connect) -> None:
     """Asking for 10 when LinkedIn applies (and echoes) 4: short pages of 4 are not the end."""
     big = SandboxAccount("3000000001", "Big", audiences=11)
-    emulator = sandbox((big,), max_count=4)
+    emulator = sandbox((big,), page_cap=4)
 
     pages = list(connect(emulator, page_size=10).client.audience_pages(AdAccount(big.id)))
 

@@ -517,20 +517,3 @@ def test_listing_over_a_real_http_server(connect: Connect) -> None:
     assert [x["audience_id"] for x in audiences[TRAVEL.id]] == expected_ids(TRAVEL)
     assert audiences[RETAIL.id][0] == sandbox_audience(RETAIL.id, 0, TODAY)
     assert all(r.headers["access-token"] == TOKEN for r in emulator.requests)
-
-
-def test_a_server_serving_fewer_per_page_than_asked_still_gives_every_audience(connect: Connect) -> None:
-    """page_info.page_size says 3 though we asked for 100: the totals are checked in the server's size."""
-
-    class SmallPages(TikTokBusinessSandbox):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, served_page_size=3, **kwargs)
-
-    emulator = sandbox((RETAIL,), cls=SmallPages)
-    audiences = listed(connect(emulator).client, RETAIL)
-
-    assert [a["audience_id"] for a in audiences] == [
-        audience_id_of(RETAIL.id, i) for i in range(RETAIL.audiences)
-    ]
-    pages = [r for r in emulator.requests if r.url.path.endswith("custom_audience/list/")]
-    assert len(pages) == -(-RETAIL.audiences // 3)

@@ -155,8 +155,9 @@ class GoogleAdsSandbox(Emulator):
         developer_token_approved: bool = True,
         page_size: int = DEFAULT_PAGE_SIZE,
         expire_after_uses: int | None = None,
+        page_cap: int | None = None,
     ) -> None:
-        super().__init__(faults, today)
+        super().__init__(faults, today, page_cap)
         self.accounts = {a.id: a for a in accounts}
         self.manager = manager
         # Without a manager, every account is reached directly (each its own login-customer-id).
@@ -299,7 +300,7 @@ class GoogleAdsSandbox(Emulator):
             offset = _offset(body.get("pageToken"), digest)
         except ValueError:
             return _invalid(request, ("requestError", "INVALID_PAGE_TOKEN"), "Page token is invalid.")
-        end = min(offset + self.page_size, len(rows))
+        end = min(offset + self.served(self.page_size), len(rows))
         key = _ROW_KEY[resource]
         response: dict[str, Any] = {}
         if end > offset:

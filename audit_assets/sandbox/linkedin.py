@@ -11,7 +11,7 @@ throttles as HTTP 429 without rate-limit headers; the refresh grant at ``/oauth/
 Emulator choices where LinkedIn's docs say nothing (UNCONFIRMED): the bodies for a missing
 ``LinkedIn-Version`` (400 VERSION_MISSING), a malformed one (426 NONEXISTENT_VERSION) and a malformed
 Rest.li parameter (400); a 403 ACCESS_DENIED for an ad account the member has no role on; the server's
-cap on ``count`` (``max_count``).
+cap on ``count`` (``page_cap``, echoed in ``paging.count``).
 """
 
 from __future__ import annotations
@@ -88,9 +88,9 @@ class LinkedInMarketingSandbox(Emulator):
         access_tokens: Collection[str] = (),
         expire_after_uses: int | None = None,
         rotate_refresh_token: bool = False,
-        max_count: int = MAX_PAGE_SIZE,
+        page_cap: int | None = None,
     ) -> None:
-        super().__init__(faults, today)
+        super().__init__(faults, today, page_cap)
         self.accounts = {a.id: a for a in accounts}
         self.now = now
         self.issuer = TokenIssuer(
@@ -103,7 +103,6 @@ class LinkedInMarketingSandbox(Emulator):
             prefix="sbx-linkedin",
         )
         self.access_tokens = frozenset(access_tokens)  # long-lived tokens issued outside the sandbox
-        self.max_count = max_count  # the server's cap on count; it echoes the count it applied
 
     # --- routing ------------------------------------------------------------------------------------------
 
@@ -161,7 +160,7 @@ class LinkedInMarketingSandbox(Emulator):
     def _account_search(self, params: dict[str, str]) -> httpx.Response:
         try:
             statuses = self.search_statuses(params)
-            size = _int_param(params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+            size = self.served(_int_param(params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE))
             offset = _decode_token(params.get("pageToken"))
         except ValueError as exc:
             return self._error(400, "ILLEGAL_ARGUMENT", f"Invalid query parameter: {exc}")
@@ -195,7 +194,7 @@ class LinkedInMarketingSandbox(Emulator):
             for a in account_ids
             for i in range(self.accounts[a].audiences)
         ]
-        count = min(count, self.max_count)
+        count = self.served(min(count, MAX_PAGE_SIZE))  # paging.count echoes what was applied
         paging = {"start": start, "count": count, "total": len(rows), "links": []}
         return self._reply({"elements": rows[start : start + count], "paging": paging})
 

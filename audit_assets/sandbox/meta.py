@@ -82,8 +82,9 @@ class MetaGraphSandbox(Emulator):
         empty_pages: int = 0,
         new_fields: dict[str, Any] | None = None,
         heaviest_page: int | None = None,
+        page_cap: int | None = None,
     ) -> None:
-        super().__init__(faults, today)
+        super().__init__(faults, today, page_cap)
         self.accounts = {a.id: a for a in accounts}
         self.token = token
         self.empty_pages = empty_pages  # empty pages (with paging.next) served after the first page
@@ -169,6 +170,7 @@ class MetaGraphSandbox(Emulator):
             return graph_error(
                 request, 500, 1, "Please reduce the amount of data you're asking for, then retry your request"
             )
+        limit = self.served(limit)
         if offset == limit and empties < self.empty_pages:
             return self._reply(request, [], offset, empties + 1, more=True)
         day = self.today()
@@ -186,7 +188,7 @@ class MetaGraphSandbox(Emulator):
             limit, offset, empties = _position(request)
         except ValueError:
             return graph_error(request, 400, 100, "(#100) The after cursor is invalid")
-        end = min(offset + limit, len(rows))
+        end = min(offset + self.served(limit), len(rows))
         return self._reply(
             request, [_select(r, fields) for r in rows[offset:end]], end, empties, more=end < len(rows)
         )

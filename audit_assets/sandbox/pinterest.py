@@ -86,8 +86,9 @@ class PinterestSandbox(Emulator):
         expire_after_uses: int | None = None,
         rotate_refresh_token: bool = True,
         empty_pages: int = 0,
+        page_cap: int | None = None,
     ) -> None:
-        super().__init__(faults, today)
+        super().__init__(faults, today, page_cap)
         self.accounts = {a.id: a for a in accounts}
         self.shared = frozenset(shared)
         self.access_token = access_token  # a fixed token, as for the access_token-only credentials
@@ -177,6 +178,7 @@ class PinterestSandbox(Emulator):
             size, offset, empties = _position(request)
         except ValueError:
             return pinterest_error(400, 400, invalid)
+        size = self.served(size)
         if offset == size and offset < len(rows) and empties < empty_pages:
             return httpx.Response(200, json={"items": [], "bookmark": _bookmark(offset, empties + 1)})
         end = min(offset + size, len(rows))

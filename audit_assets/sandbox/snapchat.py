@@ -98,8 +98,9 @@ class SnapchatSandbox(Emulator):
         organizations: int = 2,
         organizations_per_page: int | None = None,
         empty_pages: int = 0,
+        page_cap: int | None = None,
     ) -> None:
-        super().__init__(faults, today)
+        super().__init__(faults, today, page_cap)
         self.accounts = {a.id: a for a in accounts}
         self.issuer = TokenIssuer(
             client_id=credentials["client_id"],
@@ -205,7 +206,7 @@ class SnapchatSandbox(Emulator):
         if offset == limit and empties < self.empty_pages:
             return self._reply(request, "segments", [], offset, empties + 1, more=True)
         everything = self.segments(account)
-        end = min(offset + limit, len(everything))
+        end = min(offset + self.served(limit), len(everything))
         items = [{"sub_request_status": "SUCCESS", "segment": s} for s in everything[offset:end]]
         return self._reply(request, "segments", items, end, empties, more=end < len(everything))
 

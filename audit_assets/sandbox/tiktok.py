@@ -105,12 +105,9 @@ class TikTokBusinessSandbox(Emulator):
         secret: str = DEMO_CREDENTIALS["secret"],
         today: Callable[[], dt.date] = utc_today,
         revoke_after_uses: int | None = None,
-        served_page_size: int | None = None,
+        page_cap: int | None = None,  # served and reported in page_info.page_size
     ) -> None:
-        super().__init__(faults, today)
-        self.served_page_size = (
-            served_page_size  # a server that serves fewer per page than asked, and says so
-        )
+        super().__init__(faults, today, page_cap)
         self.accounts = {a.id: a for a in accounts}  # every one has authorised the app
         self.access_token = access_token
         self.app_id = app_id
@@ -209,8 +206,7 @@ class TikTokBusinessSandbox(Emulator):
         account = self.accounts.get(advertiser_id)
         if account is None or not account.readable:
             return self._error(request, 40001, f"No permission to operate advertiser {advertiser_id}.")
-        if self.served_page_size is not None:
-            page_size = min(page_size, self.served_page_size)
+        page_size = self.served(page_size)
         day = self.today()
         start = (page - 1) * page_size
         end = min(start + page_size, account.audiences)

@@ -110,11 +110,18 @@ class Faults:
 
 
 class Emulator(ABC):
-    """Base of every platform emulator: counts requests and injects planned faults."""
+    """Base of every platform emulator: counts requests, injects planned faults, caps page sizes.
 
-    def __init__(self, faults: Faults | None, today: Callable[[], dt.date]) -> None:
+    ``page_cap`` plays a server that serves fewer items per page than a client asks for (a lowered
+    maximum, a server under load); each emulator reports the size it served wherever its platform does.
+    """
+
+    def __init__(
+        self, faults: Faults | None, today: Callable[[], dt.date], page_cap: int | None = None
+    ) -> None:
         self.faults = faults or Faults()
         self.today = today
+        self.page_cap = page_cap
         self.requests: list[httpx.Request] = []
         self._lock = threading.Lock()
 
@@ -133,6 +140,10 @@ class Emulator(ABC):
                 200, headers={"content-type": "application/json"}, content=b'{"data": [{"id": "12'
             )
         return self.fault_response(request, fault)
+
+    def served(self, asked: int) -> int:
+        """How many items this server puts on a page when ``asked`` for that many."""
+        return asked if self.page_cap is None else min(asked, self.page_cap)
 
     @abstractmethod
     def respond(self, request: httpx.Request) -> httpx.Response:

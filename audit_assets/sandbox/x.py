@@ -88,8 +88,9 @@ class XAdsSandbox(Emulator):
         credentials: Mapping[str, str] = DEMO_CREDENTIALS,
         today: Callable[[], dt.date] = utc_today,
         clock: Callable[[], float] = time.time,
+        page_cap: int | None = None,
     ) -> None:
-        super().__init__(faults, today)
+        super().__init__(faults, today, page_cap)
         self.accounts = {a.id: a for a in accounts}
         self.credentials = dict(credentials)
         self.clock = clock  # X's clock: the Date header and rate-limit resets
@@ -187,8 +188,9 @@ class XAdsSandbox(Emulator):
             self._nonces.add(key)
         return True
 
-    @staticmethod
-    def _page(request: httpx.Request, rows: list[dict[str, Any]], params: dict[str, str]) -> httpx.Response:
+    def _page(
+        self, request: httpx.Request, rows: list[dict[str, Any]], params: dict[str, str]
+    ) -> httpx.Response:
         query = request.url.params
         try:
             count = int(query.get("count", DEFAULT_COUNT))
@@ -202,13 +204,14 @@ class XAdsSandbox(Emulator):
         offset = _offset(cursor) if cursor is not None else 0
         if offset is None or offset > len(rows):
             return x_error(400, "INVALID_PARAMETER", f"Invalid cursor: {cursor}", params)
-        items = rows[offset : offset + count]
+        served = self.served(count)
+        items = rows[offset : offset + served]
         echoed = {**params, **{k: query[k] for k in ("count", "cursor") if k in query}}
         body = {
             "request": {"params": echoed},
             "data": items,
             # Only a short page is the end: a full last page still gets a cursor (to an empty page).
-            "next_cursor": _cursor(offset + count) if len(items) == count else None,
+            "next_cursor": _cursor(offset + served) if len(items) == served else None,
         }
         return httpx.Response(200, json=body)
 
