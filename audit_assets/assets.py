@@ -47,7 +47,7 @@ from audit_assets.platforms import PLATFORMS
 from audit_assets.platforms.base import PlatformError, TransientExhausted
 from audit_assets.report import LARGEST_SHOWN, FetchStats, snapshot_metadata
 from audit_assets.resources import AdPlatformResource, HightouchResource
-from audit_assets.secrets import MissingSecret
+from audit_assets.secrets import SecretError
 from audit_assets.snapshot import SnapshotIdentity, take_snapshot
 from audit_assets.views import V1_NAME
 from audit_assets.warehouse.base import AuditWarehouse, SnapshotReport
@@ -236,7 +236,7 @@ def build_destination_asset(
             )
         try:
             recorded = {key: record(context, key) for key in plan.recordable}
-        except MissingSecret as exc:
+        except SecretError as exc:
             raise dg.Failure(description=f"{exc}. Nothing was written.", allow_retries=False) from None
         except PlatformError as exc:
             # Already redacted; nothing of this snapshot was written. Only transient failures that

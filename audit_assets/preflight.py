@@ -20,7 +20,7 @@ from audit_assets.catalog import HIGHTOUCH_RESOURCE_KEY, client_resource_key, wa
 from audit_assets.config import AuditConfig, ConfigError, DestinationConfig, load_config
 from audit_assets.platforms.base import AuthError, PlatformError
 from audit_assets.resources import AdPlatformResource, HightouchResource, build_resources
-from audit_assets.secrets import MissingSecret
+from audit_assets.secrets import SecretError
 from audit_assets.snapshot import choose_accounts
 from audit_assets.warehouse.base import AuditWarehouse
 
@@ -50,7 +50,7 @@ def check_destination(dest: DestinationConfig, client: AdPlatformResource, log: 
                     next(iter(platform_client.audience_pages(account)), None)
                 except AuthError as exc:
                     unreadable.append(f"{account.id} ({exc})")
-    except MissingSecret as exc:
+    except SecretError as exc:
         return Verdict(subject, False, str(exc).removeprefix(f"destination {subject}: "))
     except PlatformError as exc:  # AuthError included: its message says the credentials were refused
         return Verdict(subject, False, str(exc).removeprefix(f"{subject}: "))
@@ -69,7 +69,7 @@ def check_warehouse(name: str, warehouse: AuditWarehouse) -> Verdict:
     try:
         with warehouse.session():
             pass
-    except MissingSecret as exc:
+    except SecretError as exc:
         return Verdict(f"warehouse {name}", False, str(exc).removeprefix(f"warehouse {name}: "))
     except Exception as exc:  # a driver's own error: its type and message, which carry no secret we hold
         return Verdict(f"warehouse {name}", False, f"cannot connect: {type(exc).__name__}: {exc}")
@@ -80,7 +80,7 @@ def check_hightouch(hightouch: HightouchResource, log: logging.Logger) -> Verdic
     try:
         with hightouch.open(log) as client:
             client.sync_ids_for("")
-    except (MissingSecret, PlatformError) as exc:
+    except (SecretError, PlatformError) as exc:
         return Verdict("hightouch", False, str(exc).removeprefix("hightouch: "))
     return Verdict("hightouch", True, "key accepted · syncs readable")
 

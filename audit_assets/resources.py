@@ -83,7 +83,7 @@ class AdPlatformResource(_HttpResource):
     public_credentials: dict[str, str] = {}
 
     def read_credentials(self) -> dict[str, str]:
-        """The credentials' values; MissingSecret names any variable that is not set."""
+        """The credentials' values; SecretError names any variable that is not set."""
         return {
             **self.public_credentials,
             **read_secrets(self.credential_env, f"destination {self.destination}"),

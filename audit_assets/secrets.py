@@ -2,7 +2,7 @@
 
 Configuration and Dagster's resource config hold variable *names*; the values are read here, at run
 time, so definitions load without them and no value ever enters config, metadata or the event log. A
-missing variable is one clear line naming it and what needs it, not a configuration traceback.
+missing (or unusable) variable is one clear line naming it and what needs it, not a configuration traceback.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import os
 from collections.abc import Mapping
 
 
-class MissingSecret(Exception):
-    """A secret's environment variable is not set where the run executes."""
+class SecretError(Exception):
+    """A secret is not set where the run executes, or its value cannot be used: fix it, do not retry."""
 
 
 def missing_variables(env: Mapping[str, str]) -> list[str]:
@@ -21,10 +21,10 @@ def missing_variables(env: Mapping[str, str]) -> list[str]:
 
 
 def read_secrets(env: Mapping[str, str], owner: str) -> dict[str, str]:
-    """``{field: value}`` for ``env`` (field -> variable name); raise MissingSecret naming what is missing."""
+    """``{field: value}`` for ``env`` (field -> variable name); raise SecretError naming what is missing."""
     missing = [f"{variable} ({field})" for field, variable in env.items() if not os.environ.get(variable)]
     if missing:
-        raise MissingSecret(
+        raise SecretError(
             f"{owner}: environment variable{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
             f"{'are' if len(missing) > 1 else 'is'} not set where the run executes"
         )

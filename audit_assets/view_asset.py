@@ -15,7 +15,7 @@ from audit_assets.catalog import (
 from audit_assets.config import AuditConfig, DestinationConfig
 from audit_assets.platforms import PLATFORMS
 from audit_assets.report import view_metadata
-from audit_assets.secrets import MissingSecret
+from audit_assets.secrets import SecretError
 from audit_assets.views import SCHEMA, V1_COLUMNS, V1_NAME
 from audit_assets.warehouse.base import AuditWarehouse
 
@@ -80,7 +80,7 @@ def build_view_asset(config: AuditConfig, warehouse: str) -> dg.AssetsDefinition
             with store.session() as session:
                 session.replace_view(V1_NAME, view)
                 report = session.view_report(V1_NAME)
-        except MissingSecret as exc:
+        except SecretError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         return dg.MaterializeResult(
             metadata={

@@ -6,6 +6,7 @@ statement our code sends is collected and must parse as Snowflake SQL with sqlgl
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,8 @@ import fakesnow.cursor
 import pytest
 import snowflake.connector
 import sqlglot
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from audit_assets_tests.conftest import Workspace, failure_messages, sandbox_meta
 from audit_assets_tests.platform_harness import DEMO_TABLE, demo_meta_snapshot
@@ -139,3 +142,113 @@ def test_a_failure_during_the_load_leaves_no_row_of_that_snapshot(statements: li
     assert query("SELECT ht_snapshot_id, count(*) FROM HIGHTOUCH_AUDIT.META_IO_AUDIENCES GROUP BY 1") == [
         ("snap-1", 13)
     ]
+
+
+# --- key-pair authentication ----------------------------------------------------------------------------
+
+KEY_PASSWORD = "key-passphrase-77"
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def encrypted_pem(key: rsa.RSAPrivateKey, password: str) -> str:
+    """The PKCS#8 file ``openssl genrsa … | openssl pkcs8 -topk8 -v2 aes256`` gives, as Snowflake documents."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password.encode()),
+    ).decode()
+
+
+@pytest.fixture
+def connect_arguments(statements: list[str]) -> Iterator[list[dict[str, Any]]]:
+    """What our code hands the Snowflake connector, recorded on the way to fakesnow (undone before it)."""
+    seen: list[dict[str, Any]] = []
+    fake_connect = snowflake.connector.connect
+
+    def recording(**kwargs: Any) -> Any:
+        seen.append(kwargs)
+        return fake_connect(**kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(snowflake.connector, "connect", recording)
+        yield seen
+
+
+def key_pair_warehouse() -> Any:
+    from audit_assets.warehouse.snowflake import SnowflakeAuditWarehouse
+
+    return SnowflakeAuditWarehouse(
+        name="prod",
+        database="ANALYTICS",
+        settings={"account": "x", "user": "u"},
+        secret_env={"private_key": "SF_PRIVATE_KEY", "private_key_password": "SF_KEY_PASSWORD"},
+    )
+
+
+@pytest.mark.parametrize("form", ["pem", "base64"])
+def test_an_encrypted_private_key_in_pem_or_base64_signs_in_and_the_snapshot_lands(
+    connect_arguments: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    rsa_key: rsa.RSAPrivateKey,
+    form: str,
+) -> None:
+    pem = encrypted_pem(rsa_key, KEY_PASSWORD)
+    monkeypatch.setenv("SF_PRIVATE_KEY", pem if form == "pem" else base64.b64encode(pem.encode()).decode())
+    monkeypatch.setenv("SF_KEY_PASSWORD", KEY_PASSWORD)
+
+    with key_pair_warehouse().session() as session:
+        assert session.append(DEMO_TABLE, demo_meta_snapshot("snap-key"))
+
+    expected = rsa_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    assert [args.get("private_key") for args in connect_arguments] == [expected]
+    assert not any("password" in args for args in connect_arguments)
+    assert query("SELECT count(*) FROM HIGHTOUCH_AUDIT.META_IO_AUDIENCES") == [(13,)]
+
+
+@pytest.mark.parametrize(
+    ("key", "password"),
+    [
+        pytest.param("pem", "not-the-passphrase", id="wrong-passphrase"),
+        pytest.param("garbage", KEY_PASSWORD, id="not-a-key"),
+    ],
+)
+def test_a_private_key_that_cannot_be_read_fails_naming_the_variables_not_the_secrets(
+    workspace: Workspace,
+    connect_arguments: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    rsa_key: rsa.RSAPrivateKey,
+    key: str,
+    password: str,
+) -> None:
+    from audit_assets.config import parse_config
+
+    pem = encrypted_pem(rsa_key, KEY_PASSWORD)
+    monkeypatch.setenv("SF_PRIVATE_KEY", pem if key == "pem" else "-----BEGIN PRIVATE KEY-----\nnope\n")
+    monkeypatch.setenv("SF_KEY_PASSWORD", password)
+    document = workspace.document([sandbox_meta("sf", warehouse="prod")])
+    document["warehouses"] = {
+        "prod": {
+            "type": "snowflake",
+            "account": "acme-xy12345",
+            "user": "AUDIT_LOADER",
+            "private_key": {"env": "SF_PRIVATE_KEY"},
+            "private_key_password": {"env": "SF_KEY_PASSWORD"},
+            "database": "ANALYTICS",
+        }
+    }
+
+    result = workspace.run(parse_config(document, "key pair"))
+
+    assert not result.success
+    message = failure_messages(result)
+    assert "warehouse prod" in message and "SF_PRIVATE_KEY" in message and "SF_KEY_PASSWORD" in message
+    logged = "\n".join(str(e) for e in workspace.instance.all_logs(result.run_id))
+    for secret in (password, pem.splitlines()[1]):
+        assert secret not in message and secret not in logged
+    assert connect_arguments == [], "nothing reached Snowflake"

@@ -14,14 +14,14 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from dagster_snowflake import SnowflakeResource
 from snowflake.connector import pandas_tools
 
 from audit_assets.columns import Column, ColumnType, checked_identifier
-from audit_assets.secrets import read_secrets
+from audit_assets.secrets import SecretError, read_secrets
 from audit_assets.snapshot import Snapshot
 from audit_assets.warehouse import sql
 from audit_assets.warehouse.base import SCHEMA, AuditWarehouse
@@ -70,7 +70,13 @@ class SnowflakeAuditWarehouse(AuditWarehouse):
             raise ValueError(f"warehouse {self.name}: {self.database!r} is not a Snowflake database name")
         secrets = read_secrets(self.secret_env, f"warehouse {self.name}")
         resource = SnowflakeResource(database=self.database, schema=SCHEMA, **self.settings, **secrets)
-        with resource.get_connection(raw_conn=False) as connection:
+        with ExitStack() as stack:
+            try:
+                connection = stack.enter_context(resource.get_connection(raw_conn=False))
+            except (ValueError, TypeError) as exc:  # how dagster-snowflake reports a key it cannot load
+                if "private_key" not in secrets:
+                    raise
+                raise SecretError(self._unreadable_key(exc)) from None
             # A role without CREATE SCHEMA may still use a schema created for it, so look before creating.
             found = self.execute(
                 connection, f"SHOW SCHEMAS LIKE '{SCHEMA.upper()}' IN DATABASE {self.database}"
@@ -79,6 +85,17 @@ class SnowflakeAuditWarehouse(AuditWarehouse):
                 self.execute(connection, f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
             self.execute(connection, f"USE SCHEMA {SCHEMA}")
             yield connection
+
+    def _unreadable_key(self, error: BaseException) -> str:
+        """Why the key-pair secrets do not make a key, naming their variables, never their values."""
+        while error.__context__ is not None:  # cryptography's own reason is the innermost
+            error = error.__context__
+        passphrase = self.secret_env.get("private_key_password")
+        with_passphrase = f"with the passphrase in {passphrase}" if passphrase else "without a passphrase"
+        return (
+            f"warehouse {self.name}: the private key in {self.secret_env['private_key']} cannot be read "
+            f"{with_passphrase} ({error}); give the PKCS#8 PEM file (or its base64) and its passphrase"
+        )
 
     def execute(self, connection: Any, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with connection.cursor() as cursor:
