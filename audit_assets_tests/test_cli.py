@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import subprocess
 from pathlib import Path
 
+import dagster as dg
 import duckdb
+import yaml
 
 from audit_assets_tests.conftest import Workspace, run_command, sandbox_meta, today_key
 
@@ -101,3 +104,32 @@ def test_a_partition_range_is_one_run_that_records_only_truthful_days(workspace:
     today = dt.datetime.now(dt.UTC).date()
     assert [d for (d,) in days] == [today - dt.timedelta(days=1), today]
     assert "8 partitions" in result.stderr and "stay missing" in result.stderr
+
+
+def test_the_instance_pool_limit_runs_one_platforms_destinations_one_at_a_time(workspace: Workspace) -> None:
+    """The committed dagster.yaml's pool limit, lowered to 1: three Meta destinations never overlap."""
+    settings = yaml.safe_load((Path(__file__).parents[1] / "dagster_home" / "dagster.yaml").read_text())
+    settings["concurrency"]["pools"]["default_limit"] = 1
+    home = workspace.root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
+    config = workspace.write_config([sandbox_meta(f"meta_{n}") for n in "abc"])
+    env = {**os.environ, "DAGSTER_HOME": str(home), "AUDIT_ASSETS_CONFIG": str(config)}
+    command = [
+        "dagster", "asset", "materialize", "-m", "audit_assets.definitions",
+        "--select", "group:hightouch_audit", "--partition", today_key(),
+    ]  # fmt: skip
+
+    result = run_command(command, workspace, env)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs()
+        spans: dict[str, list[float]] = {}
+        for event in instance.all_logs(run.run_id):
+            kind = event.dagster_event.event_type_value if event.dagster_event else None
+            if event.step_key and "__meta_meta_" in event.step_key and kind in ("STEP_START", "STEP_SUCCESS"):
+                spans.setdefault(event.step_key, []).append(event.timestamp)
+    assert len(spans) == 3 and all(len(span) == 2 for span in spans.values()), spans
+    ordered = sorted(spans.values())
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(ordered)), ordered

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -85,3 +88,44 @@ def test_a_column_a_later_release_types_is_added_and_older_rows_keep_null(tmp_pa
     assert rows[0] == ("old", None, None)  # "old" sorts first
     new = rows[1:]
     assert len(new) == 13 and all(typed == raw and typed is not None for _, typed, raw in new)
+
+
+WRITER = """
+import sys
+from audit_assets_tests.platform_harness import DEMO_TABLE, demo_meta_snapshot, write_duckdb
+snapshots = [demo_meta_snapshot(f"{sys.argv[2]}-{n}") for n in range(2)]
+print("ready", flush=True)
+for snapshot in snapshots:
+    write_duckdb(sys.argv[1], snapshot, DEMO_TABLE)
+"""
+
+
+def test_several_processes_writing_one_file_each_land_every_snapshot_once(tmp_path: Path) -> None:
+    """Destinations run as separate step processes; DuckDB lets one process write at a time.
+
+    This test holds the file's lock while four writer processes start, so every one of them meets it,
+    then lets go: each must wait its turn and land both its snapshots whole.
+    """
+    db = tmp_path / "shared.duckdb"
+    root = Path(__file__).resolve().parents[1]
+    holder = duckdb.connect(str(db))
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db), f"p{n}"],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    try:
+        for writer in writers:
+            assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # every writer is now retrying against the held lock
+    finally:
+        holder.close()
+    outcomes = [writer.communicate(timeout=120) for writer in writers]
+
+    assert [writer.returncode for writer in writers] == [0] * 4, [err[-2000:] for _, err in outcomes]
+    assert count(db) == [(f"p{n}-{k}", 13) for n in range(4) for k in range(2)]
