@@ -17,7 +17,6 @@ from dagster import AssetExecutionContext
 from audit_assets.catalog import (
     GROUP,
     HIGHTOUCH_RESOURCE_KEY,
-    client_resource_key,
     destination_key,
     table_name,
     table_schema,
@@ -46,7 +45,7 @@ from audit_assets.partitions import (
 from audit_assets.platforms import PLATFORMS
 from audit_assets.platforms.base import PlatformError, TransientExhausted
 from audit_assets.report import LARGEST_SHOWN, FetchStats, snapshot_metadata
-from audit_assets.resources import AdPlatformResource, HightouchResource
+from audit_assets.resources import HightouchResource, connection_for
 from audit_assets.secrets import SecretError
 from audit_assets.snapshot import SnapshotIdentity, take_snapshot
 from audit_assets.views import V1_NAME
@@ -93,11 +92,11 @@ def build_destination_asset(
 
     platform = PLATFORMS[dest.type]
     warehouse = config.warehouse_name_for(dest)
-    client_key, store_key = client_resource_key(dest), warehouse_key(warehouse)
+    store_key = warehouse_key(warehouse)
+    connection = connection_for(dest, config.snapshots)
     policy = config.snapshots
     resolve_sync_ids = config.hightouch is not None
     source = view_source(dest)
-    view = view_definition(config, warehouse)
 
     def record(
         context: AssetExecutionContext, partition_key: str
@@ -125,8 +124,7 @@ def build_destination_asset(
             sync_ids, from_hightouch = (
                 _sync_ids(context, dest) if resolve_sync_ids else (dest.sync_id_of_audience, None)
             )
-            client_resource: AdPlatformResource = getattr(context.resources, client_key)
-            with client_resource.open(context.log) as (client, api):
+            with connection.open(context.log) as (client, api):
                 snapshot = take_snapshot(
                     client=client,
                     platform=platform,
@@ -147,7 +145,7 @@ def build_destination_asset(
                 if fetch is not None:
                     session.append(dest.table, snapshot)
                 # Every write also refreshes the view, so it is current whatever else fails in the run.
-                session.replace_view(V1_NAME, view)
+                session.replace_view(V1_NAME, view_definition(config, warehouse))
                 report = session.snapshot_report(
                     source,
                     identity.snapshot_date,
@@ -181,11 +179,7 @@ def build_destination_asset(
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         can_subset=True,
-        required_resource_keys={
-            client_key,
-            store_key,
-            *([HIGHTOUCH_RESOURCE_KEY] if resolve_sync_ids else []),
-        },
+        required_resource_keys={store_key, *([HIGHTOUCH_RESOURCE_KEY] if resolve_sync_ids else [])},
         pool=f"audit_assets_{dest.type}",
         # Exhausted 5xx/connection retries and warehouse lock timeouts may heal; bad answers do not.
         retry_policy=dg.RetryPolicy(

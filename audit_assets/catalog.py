@@ -52,10 +52,6 @@ def warehouse_key(warehouse: str) -> str:
     return f"warehouse_{warehouse}"
 
 
-def client_resource_key(dest: DestinationConfig) -> str:
-    return f"{dest.type}_{dest.id}_client".lower()
-
-
 def table_schema(columns: Sequence[Column]) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[dg.TableColumn(c.name, c.type.value, description=c.description or None) for c in columns]

@@ -401,7 +401,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AuditConfig:
         source = f"the packaged {DEFAULT_CONFIG_RESOURCE} (set {CONFIG_ENV_VAR} to use your own)"
         text = resources.files("audit_assets").joinpath(DEFAULT_CONFIG_RESOURCE).read_text(encoding="utf-8")
     try:
-        document = yaml.safe_load(text)
+        # libyaml's loader where the wheel has it: the same safe subset, parsed in C.
+        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         # The YAML library quotes the offending line, which may hold a secret: report position only.
         mark = exc.problem_mark

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import dagster as dg
 from dagster import OpExecutionContext
 
-from audit_assets.catalog import HIGHTOUCH_RESOURCE_KEY, client_resource_key, warehouse_key
+from audit_assets.catalog import HIGHTOUCH_RESOURCE_KEY, warehouse_key
 from audit_assets.config import AuditConfig, ConfigError, DestinationConfig, load_config
 from audit_assets.platforms.base import AuthError, PlatformError
-from audit_assets.resources import AdPlatformResource, HightouchResource, build_resources
+from audit_assets.resources import HightouchResource, PlatformConnection, build_resources, connection_for
 from audit_assets.secrets import SecretError
 from audit_assets.snapshot import choose_accounts
 from audit_assets.warehouse.base import AuditWarehouse
@@ -37,7 +37,7 @@ class Verdict:
         return f"{'OK  ' if self.ok else 'FAIL'}  {self.subject:<34} {self.detail}"
 
 
-def check_destination(dest: DestinationConfig, client: AdPlatformResource, log: logging.Logger) -> Verdict:
+def check_destination(dest: DestinationConfig, client: PlatformConnection, log: logging.Logger) -> Verdict:
     subject = f"{dest.type}/{dest.id}"
     try:
         with client.open(log) as (platform_client, _):
@@ -92,13 +92,12 @@ def run_preflight(config: AuditConfig, resources: Mapping[str, object], log: log
         verdicts.append(check_hightouch(resources[HIGHTOUCH_RESOURCE_KEY], log))  # type: ignore[arg-type]
     for dest in config.destinations:
         if dest.enabled:
-            verdicts.append(check_destination(dest, resources[client_resource_key(dest)], log))  # type: ignore[arg-type]
+            verdicts.append(check_destination(dest, connection_for(dest, config.snapshots), log))
     return verdicts
 
 
 def build_preflight_job(config: AuditConfig) -> dg.JobDefinition:
     keys = {warehouse_key(name) for name in config.warehouses}
-    keys |= {client_resource_key(d) for d in config.destinations if d.enabled}
     if config.hightouch is not None:
         keys.add(HIGHTOUCH_RESOURCE_KEY)
 

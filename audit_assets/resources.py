@@ -1,17 +1,18 @@
-"""The code location's Dagster resources: one per destination and Hightouch's (a client per snapshot), and
-one per warehouse."""
+"""How the code location reaches its APIs and warehouses: each destination's platform connection, and the
+Dagster resources (one per warehouse, and Hightouch's)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import dagster as dg
 import httpx
 
 from audit_assets import hightouch
-from audit_assets.catalog import HIGHTOUCH_RESOURCE_KEY, client_resource_key, warehouse_key
+from audit_assets.catalog import HIGHTOUCH_RESOURCE_KEY, warehouse_key
 from audit_assets.config import AuditConfig, DestinationConfig, HightouchConfig, SnapshotPolicy
 from audit_assets.hightouch import HightouchClient
 from audit_assets.platforms import PLATFORMS
@@ -24,63 +25,78 @@ from audit_assets.secrets import read_secrets
 USER_AGENT = "audit_assets/0.1"
 
 
-class _HttpResource(dg.ConfigurableResource):
-    """HTTP settings shared by every API this code location calls, and the session built from them."""
+@dataclass(frozen=True)
+class HttpSettings:
+    """HTTP settings shared by every API this code location calls."""
 
-    http_timeout_seconds: float
+    timeout_seconds: float
     max_retries: int
     retry_base_delay_seconds: float
     max_throttle_wait_seconds: float
 
-    @contextmanager
-    def _session(
-        self,
-        *,
-        title: str,
-        make_auth: Callable[[Redactor], httpx.Auth],
-        classify: Classifier,
-        secrets: list[str],
-        log: logging.Logger,
-    ) -> Iterator[ApiSession]:
-        """One keep-alive HTTP client, closed on exit."""
-        redact = Redactor(secrets)
-        with httpx.Client(
-            auth=make_auth(redact),
-            timeout=httpx.Timeout(self.http_timeout_seconds, connect=min(10.0, self.http_timeout_seconds)),
-            headers={"user-agent": USER_AGENT},
-            # Hosts under sandbox.invalid never resolve; the built-in emulators answer them in-process.
-            mounts={f"all://*.{SANDBOX_DOMAIN}": SandboxTransport()},
-            follow_redirects=False,
-        ) as client:
-            yield ApiSession(
-                client=client,
-                platform_title=title,
-                classify=classify,
-                settings=RetrySettings(
-                    max_retries=self.max_retries,
-                    base_delay_seconds=self.retry_base_delay_seconds,
-                    max_throttle_wait_seconds=self.max_throttle_wait_seconds,
-                ),
-                redact=redact,
-                log=log,
-            )
+    @classmethod
+    def of(cls, policy: SnapshotPolicy) -> HttpSettings:
+        return cls(
+            timeout_seconds=policy.http_timeout_seconds,
+            max_retries=policy.max_retries,
+            retry_base_delay_seconds=policy.retry_base_delay_seconds,
+            max_throttle_wait_seconds=policy.max_throttle_wait_seconds,
+        )
 
 
-class AdPlatformResource(_HttpResource):
+@contextmanager
+def http_session(
+    settings: HttpSettings,
+    *,
+    title: str,
+    make_auth: Callable[[Redactor], httpx.Auth],
+    classify: Classifier,
+    secrets: list[str],
+    log: logging.Logger,
+) -> Iterator[ApiSession]:
+    """One keep-alive HTTP client with the retry and throttle policy, closed on exit."""
+    redact = Redactor(secrets)
+    with httpx.Client(
+        auth=make_auth(redact),
+        timeout=httpx.Timeout(settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds)),
+        headers={"user-agent": USER_AGENT},
+        # Hosts under sandbox.invalid never resolve; the built-in emulators answer them in-process.
+        mounts={f"all://*.{SANDBOX_DOMAIN}": SandboxTransport()},
+        follow_redirects=False,
+    ) as client:
+        yield ApiSession(
+            client=client,
+            platform_title=title,
+            classify=classify,
+            settings=RetrySettings(
+                max_retries=settings.max_retries,
+                base_delay_seconds=settings.retry_base_delay_seconds,
+                max_throttle_wait_seconds=settings.max_throttle_wait_seconds,
+            ),
+            redact=redact,
+            log=log,
+        )
+
+
+@dataclass(frozen=True)
+class PlatformConnection:
     """Connection settings of one destination, and where its credentials are.
 
-    ``credential_env`` maps each credential to the environment variable holding it, read when a
-    snapshot starts (secrets.py): the UI and the event log only ever show variable names.
+    A plain value captured by the destination's asset, not a Dagster resource: a resource per
+    destination made Dagster match every asset against every resource when loading (quadratic in the
+    number of destinations). ``credential_env`` maps each credential to the environment variable
+    holding it, read when a snapshot starts (secrets.py), so nothing but variable names is ever shown.
     ``public_credentials`` are the built-in sandbox's demo values, which are not secret.
     """
 
     destination: str  # "meta/48213", for messages
     platform: str
     base_url: str
-    token_url: str | None = None
+    token_url: str | None
     page_size: int
-    credential_env: dict[str, str] = {}
-    public_credentials: dict[str, str] = {}
+    http: HttpSettings
+    credential_env: Mapping[str, str] = field(default_factory=dict)
+    public_credentials: Mapping[str, str] = field(default_factory=dict)
 
     def read_credentials(self) -> dict[str, str]:
         """The credentials' values; SecretError names any variable that is not set."""
@@ -96,37 +112,45 @@ class AdPlatformResource(_HttpResource):
         given = self.read_credentials()
         # Secrets mounted from files often end in a newline, which no HTTP header may carry.
         credentials = {name: value.strip() for name, value in given.items()}
-        with self._session(
+        token_url = self.token_url or platform.default_token_url
+        with http_session(
+            self.http,
             title=platform.title,
-            make_auth=lambda redact: platform.auth(
-                AuthContext(credentials, self.token_url or platform.default_token_url, redact.add)
-            ),
+            make_auth=lambda redact: platform.auth(AuthContext(credentials, token_url, redact.add)),
             classify=platform.classify,
             secrets=[*credentials.values(), *given.values()],
             log=log,
         ) as session:
             settings = ClientSettings(
-                base_url=self.base_url,
-                token_url=self.token_url or platform.default_token_url,
-                credentials=credentials,
-                page_size=self.page_size,
+                base_url=self.base_url, token_url=token_url, credentials=credentials, page_size=self.page_size
             )
             yield platform.connect(settings, session), session
 
 
-class HightouchResource(_HttpResource):
+class HightouchResource(dg.ConfigurableResource):
     """Hightouch's API, to resolve which sync manages each audience."""
 
     api_key_env: str | None = None  # the variable holding the API key
     public_api_key: str | None = None  # the built-in sandbox's demo key, not secret
     base_url: str
+    http_timeout_seconds: float
+    max_retries: int
+    retry_base_delay_seconds: float
+    max_throttle_wait_seconds: float
 
     @contextmanager
     def open(self, log: logging.Logger) -> Iterator[HightouchClient]:
         api_key = self.public_api_key or ""
         if self.api_key_env:
             api_key = read_secrets({"api_key": self.api_key_env}, "hightouch")["api_key"]
-        with self._session(
+        settings = HttpSettings(
+            self.http_timeout_seconds,
+            self.max_retries,
+            self.retry_base_delay_seconds,
+            self.max_throttle_wait_seconds,
+        )
+        with http_session(
+            settings,
             title="Hightouch",
             make_auth=lambda _: BearerAuth(api_key.strip()),
             classify=hightouch.classify,
@@ -157,19 +181,19 @@ def build_hightouch_resource(config: HightouchConfig, policy: SnapshotPolicy) ->
     )
 
 
-def build_resource(dest: DestinationConfig, policy: SnapshotPolicy) -> AdPlatformResource:
+def connection_for(dest: DestinationConfig, policy: SnapshotPolicy) -> PlatformConnection:
     platform = PLATFORMS[dest.type]
     base_url = dest.base_url or platform.default_base_url
-    return AdPlatformResource(
+    return PlatformConnection(
         destination=f"{dest.type}/{dest.id}",
         platform=dest.type,
         base_url=base_url,
         token_url=dest.token_url,
         page_size=dest.page_size or platform.default_page_size,
+        http=HttpSettings.of(policy),
         credential_env={name: ref.env for name, ref in dest.credentials.items()},
         # Without credentials only the built-in sandbox is allowed (config.py); its demo values are public.
         public_credentials={} if dest.credentials else dict(demo_credentials(base_url)),
-        **_http_settings(policy),
     )
 
 
@@ -179,9 +203,6 @@ def build_resources(config: AuditConfig) -> dict[str, dg.ConfigurableResource]:
 
     resources: dict[str, dg.ConfigurableResource] = {
         warehouse_key(name): build_warehouse(name, warehouse) for name, warehouse in config.warehouses.items()
-    }
-    resources |= {
-        client_resource_key(d): build_resource(d, config.snapshots) for d in config.destinations if d.enabled
     }
     if config.hightouch is not None:
         resources[HIGHTOUCH_RESOURCE_KEY] = build_hightouch_resource(config.hightouch, config.snapshots)

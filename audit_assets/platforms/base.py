@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -140,7 +141,7 @@ class Platform:
     account_id: IdForm = IdForm()  # how people write an ad account id (ad_account_ids, login ids)
     audience_id: IdForm = IdForm()  # how people write an audience id (the keys of sync_ids)
 
-    @property
+    @functools.cached_property
     def columns(self) -> tuple[Column, ...]:
         return table_columns(self.fields)
 
