@@ -11,11 +11,10 @@ import contextlib
 import datetime as dt
 import fcntl
 import itertools
-import json
 import logging
-import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audit_assets.columns import HT_RAW, Column, ColumnType
+from audit_assets.columns import HT_RAW, ApiField, Column
+from audit_assets.fetching import fetch_in_order
 from audit_assets.platforms.base import (
     AccessRefused,
     AccountsNotFound,
@@ -33,19 +33,13 @@ from audit_assets.platforms.base import (
     AudienceClient,
     BadResponse,
     Platform,
+    PlatformError,
 )
+from audit_assets.rows import arrow_schema, coerce, json_text, typed_column
 
-ARROW_TYPES: dict[ColumnType, pa.DataType] = {
-    ColumnType.STRING: pa.string(),
-    ColumnType.INTEGER: pa.int64(),
-    ColumnType.FLOAT: pa.float64(),
-    ColumnType.BOOLEAN: pa.bool_(),
-    ColumnType.JSON: pa.string(),  # JSON text; the warehouse parses it into JSON / VARIANT
-    ColumnType.DATE: pa.date32(),
-    ColumnType.TIMESTAMP_TZ: pa.timestamp("us", tz="UTC"),
-}
-DEFAULT_CHUNK_ROWS = 5_000
-_INTEGER_TEXT = re.compile(r"^-?\d+$")
+DEFAULT_CHUNK_ROWS = 20_000  # audiences per Parquet row group
+TYPE_EVERY_ROWS = 1_000  # audiences typed at once (see _Typer)
+PROGRESS_EVERY_SECONDS = 5.0  # an account's progress is logged at most this often
 
 
 @dataclass(frozen=True)
@@ -125,74 +119,125 @@ class Snapshot:
             self._spool = None
 
 
-def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
-    return pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in columns])
+@dataclass(frozen=True)
+class Typed:
+    """A run of one account's pages, typed: its rows, and the API fields in it that no column holds."""
+
+    batch: pa.RecordBatch
+    unknown_fields: frozenset[str]
 
 
-def _as_integer(value: Any) -> int | None:
-    """The integer a JSON value spells, or None: ints, integral floats, and digit strings (Google's int64)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and _INTEGER_TEXT.match(value):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+@dataclass(frozen=True)
+class _Typer:
+    """Turns an account's pages into record batches of the destination table's columns.
 
+    Pages are typed in runs of about ``TYPE_EVERY_ROWS`` audiences, on the thread that fetched them
+    while they are still in the CPU's cache: Arrow's per-column cost is paid once per run, not per
+    page, and a run is small enough not to be read back from main memory for every column.
+    """
 
-def _coerce(value: Any, kind: ColumnType) -> Any:
-    """Convert one API value to its column's type, or raise ValueError: never guess."""
-    if value is None:
-        return None
-    if kind is ColumnType.JSON:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if kind is ColumnType.STRING:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-    elif kind is ColumnType.INTEGER:
-        number = _as_integer(value)
-        if number is not None:
-            if -(2**63) <= number < 2**63:
-                return number
-            raise ValueError(f"{value!r} is outside the signed 64-bit integer range")
-    elif kind is ColumnType.FLOAT:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+    platform: Platform
+    identity: SnapshotIdentity
+    fetched_at: dt.datetime
+    sync_ids: Mapping[str, str]
+    schema: pa.Schema
+
+    def runs(self, account: AdAccount, pages: Iterator[list[Audience]]) -> Iterator[Typed]:
+        """Typed runs of ``pages``; a refusal after the first page fails the snapshot (never part of an account)."""
+        run: list[Audience] = []
+        page_number = 0
+        try:
+            for page_number, page in enumerate(pages, start=1):
+                self._check_ids(account, page, page_number)
+                run += page
+                if len(run) >= TYPE_EVERY_ROWS:
+                    yield self._typed(account.id, run)
+                    run = []
+        except AccessRefused as exc:
+            if page_number == 0:
+                raise  # refused on its first page: the account is left out
+            raise PlatformError(f"{exc} (after {page_number} pages of account {account.id})") from None
+        if run:
+            yield self._typed(account.id, run)
+
+    def _check_ids(self, account: AdAccount, page: list[Audience], page_number: int) -> None:
+        field_name = self.platform.audience_id_field
+        if any(audience.get(field_name) is None for audience in page):
+            raise BadResponse(
+                f"{self.platform.title} account {account.id}, page {page_number}: an audience has no "
+                f"{field_name!r}"
+            )
+
+    def _typed(self, account_id: str, audiences: list[Audience]) -> Typed:
+        platform, identity, n = self.platform, self.identity, len(audiences)
+        known = platform.field_names
+        unknown = frozenset(key for audience in audiences for key in audience.keys() - known)
+        ids = [str(audience[platform.audience_id_field]) for audience in audiences]
+        constants = {
+            "ht_snapshot_id": identity.snapshot_id,
+            "ht_snapshot_date": identity.snapshot_date,
+            "ht_fetched_at": self.fetched_at,
+            "ht_run_id": identity.run_id,
+            "ht_destination": identity.destination,
+            "ht_destination_id": identity.destination_id,
+            "ht_ad_account_id": account_id,
+        }
+        columns: dict[str, pa.Array] = {
+            name: pa.repeat(pa.scalar(value, self.schema.field(name).type), n)
+            for name, value in constants.items()
+        }
+        columns["ht_sync_id"] = (
+            pa.array([self.sync_ids.get(i) for i in ids], type=pa.string())
+            if self.sync_ids
+            else pa.nulls(n, pa.string())
+        )
+        for api_field in platform.fields:
+            values = [audience.get(api_field.api_name) for audience in audiences]
             try:
-                return float(value)
-            except OverflowError:
-                raise ValueError("a number too large for a double") from None
-    elif kind is ColumnType.BOOLEAN and isinstance(value, bool):
-        return value
-    raise ValueError(f"expected {kind.value}, got {type(value).__name__}")
+                columns[api_field.column] = typed_column(values, api_field.type)
+            except ValueError:
+                self._name_the_bad_value(ids, values, api_field)
+                raise
+        try:
+            columns[HT_RAW.name] = pa.array([json_text(a) for a in audiences], type=pa.string())
+        except ValueError as exc:
+            raise BadResponse(f"{platform.title}: an audience cannot be kept as JSON: {exc}") from None
+        batch = pa.RecordBatch.from_arrays([columns[name] for name in self.schema.names], schema=self.schema)
+        return Typed(batch, unknown)
+
+    def _name_the_bad_value(self, ids: list[str], values: list[Any], api_field: ApiField) -> None:
+        for audience_id, value in zip(ids, values, strict=True):
+            try:
+                coerce(value, api_field.type)
+            except ValueError as exc:
+                raise BadResponse(
+                    f"{self.platform.title} audience {audience_id}, field {api_field.api_name}: {exc}"
+                ) from None
 
 
 class _Spooler:
-    """Accumulates rows column-wise and writes a Parquet row group every ``chunk_rows`` rows."""
+    """Writes typed batches to Parquet, in row groups of ``chunk_rows`` audiences."""
 
     def __init__(self, path: Path, columns: tuple[Column, ...], chunk_rows: int) -> None:
-        self._columns = columns
-        self._schema = arrow_schema(columns)
-        self._writer = pq.ParquetWriter(path, self._schema, compression="zstd")
+        self.schema = arrow_schema(columns)
+        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
         self._chunk_rows = chunk_rows
-        self._buffer: dict[str, list[Any]] = {c.name: [] for c in columns}
-        self._pending = 0
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
         self.rows = 0
 
-    def add(self, row: Mapping[str, Any]) -> None:
-        for name, values in self._buffer.items():
-            values.append(row.get(name))
-        self._pending += 1
-        if self._pending >= self._chunk_rows:
+    def add(self, batch: pa.RecordBatch) -> None:
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= self._chunk_rows:
             self.flush()
 
     def flush(self) -> None:
-        if self._pending:
-            self._writer.write_table(pa.table(self._buffer, schema=self._schema))
-            self.rows += self._pending
-            self._buffer = {c.name: [] for c in self._columns}
-            self._pending = 0
+        if self._pending_rows:
+            table = pa.Table.from_batches(self._pending, schema=self.schema)
+            self._writer.write_table(table, row_group_size=self._chunk_rows)
+            self.rows += self._pending_rows
+        self._pending, self._pending_rows = [], 0
 
     def close(self) -> None:
         self.flush()
@@ -238,25 +283,15 @@ def choose_accounts(
     return chosen, not_found
 
 
-def _pages_unless_refused(
-    client: AudienceClient, account: AdAccount, left_out: dict[str, str]
-) -> Iterator[list[Audience]] | None:
-    """The account's pages, or None (its reason recorded in ``left_out``) when its audiences cannot be
-    read: known at discovery, or refused on the first page. A refusal after rows of the account were
-    taken fails the snapshot instead, since a snapshot never holds part of an account.
-    """
-    if account.unreadable:
-        left_out[account.id] = account.unreadable
-        return None
-    pages = client.audience_pages(account)
+def _first_run_or_refusal(runs: Iterator[Typed]) -> tuple[Iterator[Typed], str | None]:
+    """The account's typed runs, or why its audiences cannot be read when its first page is refused."""
     try:
-        first = next(pages)
+        first = next(runs)
     except StopIteration:
-        return iter(())
+        return iter(()), None
     except AccessRefused as exc:
-        left_out[account.id] = str(exc)
-        return None
-    return itertools.chain([first], pages)
+        return iter(()), str(exc)
+    return itertools.chain([first], runs), None
 
 
 def take_snapshot(
@@ -272,8 +307,6 @@ def take_snapshot(
 ) -> Snapshot:
     """List every audience of every active account into a spool; raise (leaving nothing) on any error."""
     columns = platform.columns
-    known_fields = {f.api_name for f in platform.fields}
-    typed_fields = [(f.api_name, f.column, f.type) for f in platform.fields]
     spool = Spool()
     path = spool.path / "snapshot.parquet"
     spooler = _Spooler(path, columns, chunk_rows)
@@ -293,51 +326,34 @@ def take_snapshot(
         log.info(
             f"{platform.title} {identity.destination_id}: {len(accounts)} active ad account(s) to snapshot"
         )
-        left_out: dict[str, str] = {}
-        for account in accounts:
-            label = f"{account.id} ({account.name})" if account.name else account.id
-            pages = _pages_unless_refused(client, account, left_out)
-            if pages is None:
-                log.warning(
-                    f"{platform.title} account {label} is left out of this snapshot: {left_out[account.id]}"
-                )
-                continue
-            count = 0
-            for page_number, page in enumerate(pages, start=1):
-                for audience in page:
-                    audience_id = audience.get(platform.audience_id_field)
-                    if audience_id is None:
-                        raise BadResponse(
-                            f"{platform.title} account {account.id}, page {page_number}: an audience has no "
-                            f"{platform.audience_id_field!r}"
-                        )
-                    audience_id = str(audience_id)
-                    drift.update(k for k in audience if k not in known_fields)
-                    row: dict[str, Any] = {
-                        "ht_snapshot_id": identity.snapshot_id,
-                        "ht_snapshot_date": identity.snapshot_date,
-                        "ht_fetched_at": fetched_at,
-                        "ht_run_id": identity.run_id,
-                        "ht_destination": identity.destination,
-                        "ht_destination_id": identity.destination_id,
-                        "ht_ad_account_id": account.id,
-                        "ht_sync_id": sync_ids.get(audience_id),
-                        HT_RAW.name: json.dumps(audience, ensure_ascii=False, separators=(",", ":")),
-                    }
-                    for api_name, column, kind in typed_fields:
-                        try:
-                            row[column] = _coerce(audience.get(api_name), kind)
-                        except ValueError as exc:
-                            raise BadResponse(
-                                f"{platform.title} audience {audience_id}, field {api_name}: {exc}"
-                            ) from None
-                    spooler.add(row)
-                count += len(page)
-                log.info(
-                    f"{platform.title} account {label}: page {page_number}, {len(page)} audiences "
-                    f"({count} so far)"
-                )
-            by_account[account.id] = count
+        left_out = {a.id: a.unreadable for a in accounts if a.unreadable}
+        readable = [a for a in accounts if not a.unreadable]
+        typer = _Typer(platform, identity, fetched_at, sync_ids, spooler.schema)
+        feeds = fetch_in_order(
+            readable, lambda account: typer.runs(account, client.audience_pages(account)),
+            workers=platform.concurrent_accounts,
+        )  # fmt: skip
+        try:
+            for account, account_runs in feeds:
+                label = f"{account.id} ({account.name})" if account.name else account.id
+                runs, refusal = _first_run_or_refusal(account_runs)
+                if refusal is not None:
+                    left_out[account.id] = refusal
+                    continue
+                count, reported_at = 0, time.monotonic()
+                for typed in runs:
+                    drift |= typed.unknown_fields
+                    spooler.add(typed.batch)
+                    count += typed.batch.num_rows
+                    if time.monotonic() - reported_at >= PROGRESS_EVERY_SECONDS:
+                        log.info(f"{platform.title} account {label}: {count} audiences so far")
+                        reported_at = time.monotonic()
+                by_account[account.id] = count
+                log.info(f"{platform.title} account {label}: {count} audiences")
+        finally:
+            feeds.close()
+        for account_id, why in left_out.items():
+            log.warning(f"{platform.title} account {account_id} is left out of this snapshot: {why}")
         if not by_account:
             raise AccessRefused(
                 f"{platform.title} {identity.destination_id}: the audiences of no ad account could be read: "

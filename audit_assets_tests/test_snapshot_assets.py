@@ -355,7 +355,8 @@ def test_a_transient_failure_that_outlasts_the_clients_retries_is_retried_as_a_s
 ) -> None:
     """Six 5xx in a row exhaust the client's five retries; Dagster's step retry then takes it whole."""
     emulator, dest = meta_server()
-    emulator.faults.add(FaultKind.SERVER_ERROR, times=6, path_contains="customaudiences")
+    # One account: accounts are fetched at once, and faults on both would be shared between them.
+    emulator.faults.add(FaultKind.SERVER_ERROR, times=6, path_contains="act_1000000001/customaudiences")
     config = workspace.config(
         [dest],
         snapshots={

@@ -140,10 +140,18 @@ class Platform:
     default_token_url: str | None = None
     account_id: IdForm = IdForm()  # how people write an ad account id (ad_account_ids, login ids)
     audience_id: IdForm = IdForm()  # how people write an audience id (the keys of sync_ids)
+    # Ad accounts fetched at once in a snapshot (fetching.py). Bounded, since every platform limits
+    # calls per app or user; a throttle holds back every one of them (http.py).
+    concurrent_accounts: int = 4
 
     @functools.cached_property
     def columns(self) -> tuple[Column, ...]:
         return table_columns(self.fields)
+
+    @functools.cached_property
+    def field_names(self) -> frozenset[str]:
+        """The API fields a column holds; any other field of an audience is drift."""
+        return frozenset(f.api_name for f in self.fields)
 
     @property
     def secret_names(self) -> frozenset[str]:

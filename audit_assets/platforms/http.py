@@ -6,15 +6,16 @@ decides what to do about it, the same way for every platform.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from audit_assets.platforms.base import (
     AccessRefused,
@@ -145,6 +146,10 @@ class ApiSession:
         self.throttle_waited_seconds = 0.0
         self._throttles = 0
         self.requests_sent = 0
+        self._counting = threading.Lock()
+        # Held while a throttle is waited out: every other thread of this session waits at its next
+        # request, since a platform's throttle applies to the app or account, not to one request.
+        self._throttle_gate = threading.Lock()
 
     @property
     def log(self) -> logging.Logger:
@@ -170,7 +175,10 @@ class ApiSession:
         """
         failures = 0
         while True:
-            self.requests_sent += 1
+            with self._throttle_gate:  # wait while another thread waits out a throttle
+                pass
+            with self._counting:
+                self.requests_sent += 1
             try:
                 response = self._client.request(method, url, params=params, json=json_body, headers=headers)
             except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
@@ -231,6 +239,10 @@ class ApiSession:
         return failures + 1
 
     def _wait_out_throttle(self, verdict: Throttled, what: str) -> None:
+        with self._throttle_gate:
+            self._wait_out_throttle_holding_the_gate(verdict, what)
+
+    def _wait_out_throttle_holding_the_gate(self, verdict: Throttled, what: str) -> None:
         # No estimate (or "0 minutes"): back off further with every throttle, so the cap is reached.
         wait = verdict.wait_seconds
         if wait is None or wait <= 0:
@@ -254,9 +266,11 @@ class ApiSession:
 
 
 def _parse_json(response: httpx.Response) -> tuple[Any, str | None]:
+    # orjson: the same JSON, parsed several times faster than json.loads (an integer beyond 64 bits
+    # becomes a float, so an int64 column refuses it all the same).
     try:
-        return json.loads(response.content), None
-    except (ValueError, UnicodeDecodeError) as exc:
+        return orjson.loads(response.content), None
+    except orjson.JSONDecodeError as exc:
         return None, f"the response body is not valid JSON ({type(exc).__name__} at {_position(exc)})"
 
 

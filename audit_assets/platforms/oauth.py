@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -49,16 +50,23 @@ class RefreshingBearerAuth(httpx.Auth):
         self._clock = clock
         self._access_token: str | None = None
         self._expires_at = 0.0
+        self._lock = threading.Lock()
         self.refreshes = 0
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._access_token is None or self._clock() >= self._expires_at - EXPIRY_MARGIN_SECONDS:
-            yield from self._refresh()
-        request.headers["Authorization"] = f"Bearer {self._access_token}"
+        # Accounts are fetched by several threads at once: one refreshes, the others use its token.
+        with self._lock:
+            if self._access_token is None or self._clock() >= self._expires_at - EXPIRY_MARGIN_SECONDS:
+                yield from self._refresh()
+            token = self._access_token
+        request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code == 401:
-            yield from self._refresh()
-            request.headers["Authorization"] = f"Bearer {self._access_token}"
+            with self._lock:
+                if self._access_token == token:  # not refreshed by another thread meanwhile
+                    yield from self._refresh()
+                token = self._access_token
+            request.headers["Authorization"] = f"Bearer {token}"
             yield request
 
     def _refresh(self) -> Generator[httpx.Request, httpx.Response, None]:

@@ -20,6 +20,7 @@ from audit_assets.snapshot import Snapshot
 from audit_assets.warehouse import sql
 from audit_assets.warehouse.base import SCHEMA, AuditWarehouse
 
+MEMORY_LIMIT = "160MB"
 DUCKDB = sql.Dialect(
     {
         ColumnType.STRING: "VARCHAR",
@@ -53,7 +54,14 @@ class DuckDbAuditWarehouse(AuditWarehouse):
             kwargs={
                 "database": self.database,
                 "read_only": False,
-                "config": {"custom_user_agent": "dagster"},
+                "config": {
+                    "custom_user_agent": "dagster",
+                    # Bounded memory however large a snapshot: DuckDB writes (and if need be spills to
+                    # <database>.tmp) instead of holding the new rows until the commit. Row order within a
+                    # snapshot carries no meaning, and keeping it costs memory.
+                    "memory_limit": MEMORY_LIMIT,
+                    "preserve_insertion_order": False,
+                },
             },
             max_retries=10,
         )

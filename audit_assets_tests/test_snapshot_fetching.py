@@ -1,0 +1,174 @@
+"""A snapshot fetches several ad accounts at once, holds them all back during a throttle, and still hands
+the warehouse one whole account after another. The Meta emulator stands in for the platform; the
+accounts, their audience counts and the request times are the emulator's own ground truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from audit_assets.platforms import meta
+from audit_assets.platforms.http import RetrySettings
+from audit_assets.sandbox.meta import DEMO_CREDENTIALS, MetaGraphSandbox
+from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
+from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
+from audit_assets_tests.conftest import TODAY, packaged_destination
+from audit_assets_tests.platform_harness import PlatformClients
+
+LOG = logging.getLogger("audit_assets_tests.fetching")
+ACCOUNTS = [SandboxAccount(f"{2000000001 + n}", f"Account {n}", audiences=10) for n in range(8)]
+
+
+class ObservedGraph(MetaGraphSandbox):
+    """The Meta emulator, answering each request ``latency`` seconds late and noting when each arrived."""
+
+    def __init__(self, *args: Any, latency: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.latency = latency
+        self.arrivals: list[tuple[float, str]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._counter = threading.Lock()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        with self._counter:
+            self.arrivals.append((time.monotonic(), request.url.path))
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(self.latency)
+            return super().handle(request)
+        finally:
+            with self._counter:
+                self.in_flight -= 1
+
+
+def snapshot(clients: PlatformClients, emulator: MetaGraphSandbox, **connect: Any) -> Snapshot:
+    harness = clients.connect(
+        meta.PLATFORM,
+        emulator,
+        log=LOG,
+        base_url="https://meta.sandbox.invalid",
+        credentials=DEMO_CREDENTIALS,
+        page_size=3,
+        **connect,
+    )
+    return take_snapshot(
+        client=harness.client,
+        platform=meta.PLATFORM,
+        identity=SnapshotIdentity("fetching", TODAY, "run", "meta", "fetching"),
+        sync_ids={},
+        ad_account_ids=None,
+        log=LOG,
+    )
+
+
+def test_accounts_are_fetched_several_at_a_time_and_no_more(platform_clients: PlatformClients) -> None:
+    emulator = ObservedGraph(ACCOUNTS, latency=0.02)
+    result = snapshot(platform_clients, emulator)
+    try:
+        assert result.audiences_by_account == {a.id: a.audiences for a in ACCOUNTS}
+        assert 1 < emulator.most_in_flight == meta.PLATFORM.concurrent_accounts < len(ACCOUNTS)
+    finally:
+        result.discard()
+
+
+def test_rows_come_one_whole_account_after_another_in_discovery_order(
+    platform_clients: PlatformClients,
+) -> None:
+    emulator = ObservedGraph(ACCOUNTS, latency=0.005)
+    result = snapshot(platform_clients, emulator)
+    try:
+        in_file = [v for batch in result.batches() for v in batch.column("ht_ad_account_id").to_pylist()]
+        assert in_file == [a.id for a in ACCOUNTS for _ in range(a.audiences)]
+        assert list(result.audiences_by_account) == [a.id for a in ACCOUNTS]
+    finally:
+        result.discard()
+
+
+def test_a_throttle_holds_back_every_account_until_it_is_waited_out(
+    platform_clients: PlatformClients,
+) -> None:
+    """One account is throttled; no other account's request may reach the platform while it waits."""
+    throttled = f"act_{ACCOUNTS[0].id}/customaudiences"
+    faults = Faults().add(FaultKind.THROTTLE, path_contains=throttled)  # no estimate: our backoff
+    emulator = ObservedGraph(ACCOUNTS[:4], faults=faults, latency=0.05)  # others are still paging
+    wait = 0.4  # base_delay 0.8 s, no jitter: the first backoff is half of it
+    result = snapshot(
+        platform_clients, emulator, retry=RetrySettings(base_delay_seconds=0.8), sleep=time.sleep
+    )
+    try:
+        assert result.audiences_by_account == {a.id: a.audiences for a in ACCOUNTS[:4]}
+        throttled_at = next(at for at, path in emulator.arrivals if path.endswith(throttled))
+        # Requests already on their way when the throttle answered may land just after it.
+        during = [
+            path for at, path in emulator.arrivals if throttled_at + 0.1 < at < throttled_at + wait - 0.05
+        ]
+        assert during == []
+    finally:
+        result.discard()
+
+
+def test_progress_is_logged_per_account_not_per_page(
+    platform_clients: PlatformClients, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator = ObservedGraph(ACCOUNTS[:3])
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        snapshot(platform_clients, emulator).discard()
+    pages = sum(1 for _, path in emulator.arrivals if path.endswith("/customaudiences"))
+    lines = [r.getMessage() for r in caplog.records if r.name == LOG.name]
+    assert pages >= 12
+    assert [line for line in lines if "audiences" in line and "account" in line.lower()] == [
+        f"Meta account {a.id} ({a.name}): {a.audiences} audiences" for a in ACCOUNTS[:3]
+    ]
+
+
+def test_a_token_expiring_under_several_accounts_is_refreshed_once(platform_clients: PlatformClients) -> None:
+    """Pinterest rotates refresh tokens: a second, concurrent refresh with the old one would be refused."""
+    from audit_assets.platforms import pinterest
+    from audit_assets.sandbox.pinterest import DEMO_CREDENTIALS as PINTEREST_CREDENTIALS
+    from audit_assets.sandbox.pinterest import PinterestSandbox
+
+    class SlowPinterest(PinterestSandbox):
+        accepted = 0  # API requests answered with the token they carried
+
+        def respond(self, request: httpx.Request) -> httpx.Response:
+            time.sleep(0.01)  # every account's request is in flight when the token dies
+            response = super().respond(request)
+            if not request.url.path.endswith("/oauth/token") and response.status_code != 401:
+                with self._lock:
+                    self.accepted += 1
+            return response
+
+    accounts = ACCOUNTS[:4]
+    emulator = SlowPinterest(accounts, expire_after_uses=6, page_cap=2)
+    dest = packaged_destination("pinterest")
+    harness = platform_clients.connect(
+        pinterest.PLATFORM,
+        emulator,
+        log=LOG,
+        base_url=dest["base_url"],
+        token_url=dest["token_url"],
+        credentials=PINTEREST_CREDENTIALS,
+    )
+    result = take_snapshot(
+        client=harness.client,
+        platform=pinterest.PLATFORM,
+        identity=SnapshotIdentity("refresh", TODAY, "run", "pinterest", "refresh"),
+        sync_ids={},
+        ad_account_ids=None,
+        log=LOG,
+    )
+    try:
+        assert result.audiences_by_account == {a.id: a.audiences for a in accounts}
+        token_requests = sum(1 for r in emulator.requests if r.url.path.endswith("/oauth/token"))
+        # Each token serves 6 requests: one refresh per 6 answered requests, none more.
+        assert token_requests == harness.auth.refreshes == -(-emulator.accepted // 6)
+    finally:
+        result.discard()
