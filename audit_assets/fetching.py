@@ -28,7 +28,7 @@ def fetch_in_order(
     pages_of: Callable[[AdAccount], Iterator[list[Audience]]],
     *,
     workers: int,
-    ahead: int = 4,
+    ahead: int = 2,
 ) -> Iterator[tuple[AdAccount, Iterator[list[Audience]]]]:
     """Yield each account with an iterator over its pages, which raises whatever fetching it raised.
 

@@ -18,6 +18,10 @@ import pyarrow as pa
 
 from audit_assets.columns import Column, ColumnType
 
+# Arrow's default pool (mimalloc) keeps what a snapshot frees for itself; the system allocator gives it
+# back (with malloc_trim, see snapshot.py), so a large snapshot's memory is free again before the load.
+pa.set_memory_pool(pa.system_memory_pool())
+
 ARROW_TYPES: dict[ColumnType, pa.DataType] = {
     ColumnType.STRING: pa.string(),
     ColumnType.INTEGER: pa.int64(),

@@ -8,6 +8,7 @@ whole or not at all. Nothing here knows a particular platform or warehouse.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import fcntl
 import itertools
@@ -37,7 +38,7 @@ from audit_assets.platforms.base import (
 )
 from audit_assets.rows import arrow_schema, coerce, json_text, typed_column
 
-DEFAULT_CHUNK_ROWS = 20_000  # audiences per Parquet row group
+DEFAULT_CHUNK_ROWS = 10_000  # audiences per Parquet row group
 TYPE_EVERY_ROWS = 1_000  # audiences typed at once (see _Typer)
 PROGRESS_EVERY_SECONDS = 5.0  # an account's progress is logged at most this often
 
@@ -294,6 +295,12 @@ def _first_run_or_refusal(runs: Iterator[Typed]) -> tuple[Iterator[Typed], str |
     return itertools.chain([first], runs), None
 
 
+def _return_freed_memory() -> None:
+    """Hand the pages freed by fetching and typing back to the OS before the warehouse load (glibc only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def take_snapshot(
     *,
     client: AudienceClient,
@@ -360,6 +367,7 @@ def take_snapshot(
                 + "; ".join(f"{a}: {why}" for a, why in left_out.items())
             )
         spooler.close()
+        _return_freed_memory()
     except BaseException:
         with contextlib.suppress(Exception):  # the writer may be what failed
             spooler.close()

@@ -20,7 +20,7 @@ from audit_assets.snapshot import Snapshot
 from audit_assets.warehouse import sql
 from audit_assets.warehouse.base import SCHEMA, AuditWarehouse
 
-MEMORY_LIMIT = "160MB"
+MEMORY_LIMIT = "96MB"
 DUCKDB = sql.Dialect(
     {
         ColumnType.STRING: "VARCHAR",
