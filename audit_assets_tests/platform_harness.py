@@ -3,8 +3,8 @@
 Only the platform is replaced (by a sandbox emulator, in-process or behind a real HTTP server) and the
 clock (a recording ``sleep``, no jitter); httpx, the platform's auth, the client, the retry policy, the
 spooling, the DuckDB warehouse and the view SQL are the real code. Every platform goes through the same
-``Platform`` object the code location uses, so a test file only binds its platform, credentials and
-defaults: ``PlatformClients.binding`` for clients, ``SnapshotRig`` for snapshots and the v1 view.
+``Platform`` object the code location uses; client_contracts.py binds each platform to its sandbox
+(emulator, demo credentials, packaged URLs) on top of ``PlatformClients.connect`` and ``SnapshotRig``.
 conftest.py holds the fixtures (``platform_clients``, which closes every client, and ``spool_root``) and
 the sandbox accounts RETAIL, TRAVEL and CLOSED.
 """
@@ -12,7 +12,6 @@ the sandbox accounts RETAIL, TRAVEL and CLOSED.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -109,10 +108,6 @@ class PlatformClients:
         )
         return Harness(platform.connect(settings, session), session, redact, auth, sleeps)
 
-    def binding(self, platform: Platform, **defaults: Any) -> Connect:
-        """``connect`` for one platform with a test file's defaults; a call may override any of them."""
-        return functools.partial(self.connect, platform, **defaults)
-
     def close(self) -> None:
         for http in self._opened:
             http.close()
@@ -135,11 +130,6 @@ def active_accounts(client: AudienceClient) -> list[AdAccount]:
 def listed(client: AudienceClient, account: SandboxAccount) -> list[dict[str, Any]]:
     """Every audience of one account, all pages, in the platform's order."""
     return [audience for page in client.audience_pages(AdAccount(account.id)) for audience in page]
-
-
-def ids_in_order(account: SandboxAccount, id_of: Callable[[str, int], Any]) -> list[Any]:
-    """The emulator's audience ids of one account, in listing order."""
-    return [id_of(account.id, i) for i in range(account.audiences)]
 
 
 # --- snapshots, the warehouse and the v1 view ---------------------------------------------------------------

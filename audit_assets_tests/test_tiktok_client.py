@@ -1,12 +1,13 @@
-"""The TikTok client and snapshotting, end to end through real httpx against the TikTok emulator.
+"""What only the TikTok client does, end to end through real httpx against the TikTok emulator.
 
-Only the platform is replaced (by the sandbox emulator, in-process or as a real HTTP server) and the
-clock (a recording ``sleep``); the client, the retry policy, the spooling and DuckDB are the real code.
+Advertiser discovery in batches, the app secret in discovery's query, page-number paging checked against
+its totals, errors inside HTTP 200, and tokens that are revoked rather than refreshed. What every client
+does (paging, throttles, retries, refusals, the v1 view) is tested once for every platform in
+test_client_contract.py. Only the platform is replaced (by the sandbox emulator) and the clock.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from collections.abc import Callable
@@ -16,71 +17,24 @@ from typing import Any
 import httpx
 import pytest
 
-from audit_assets.platforms import tiktok
-from audit_assets.platforms.base import (
-    AdAccount,
-    AuthError,
-    BadResponse,
-    PlatformError,
-    ThrottleCapExceeded,
-)
+from audit_assets.platforms.base import AdAccount, AuthError, BadResponse, PlatformError
 from audit_assets.platforms.http import RetrySettings
-from audit_assets.sandbox import sandbox_host
-from audit_assets.sandbox.server import serve
-from audit_assets.sandbox.tiktok import (
-    TikTokBusinessSandbox,
-    audience_id_of,
-    sandbox_audience,
-)
+from audit_assets.sandbox.tiktok import TikTokBusinessSandbox, sandbox_audience
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
-from audit_assets.snapshot import SnapshotIdentity
+from audit_assets_tests.client_contracts import TODAY, contract_of
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import (
-    Connect,
-    PlatformClients,
-    SnapshotRig,
-    active_accounts,
-    ids_in_order,
-    listed,
-)
+from audit_assets_tests.platform_harness import Connect, PlatformClients, active_accounts, listed
 
-TOKEN = "test-tiktok-token-4b8e1f"
-APP_ID = "7311122233344455566"
-SECRET = "test-tiktok-app-secret-9c2d7a"
-CREDENTIALS = {"access_token": TOKEN, "app_id": APP_ID, "secret": SECRET}
-BASE_URL = "https://" + sandbox_host("tiktok")
-TODAY = dt.date(2026, 3, 14)
-FETCHED_AT = dt.datetime(2026, 3, 14, 6, 0, 5, tzinfo=dt.UTC)
-LOG = logging.getLogger("audit_assets_tests.tiktok_client")
-
-
-def sandbox(
-    accounts: tuple[SandboxAccount, ...] = (RETAIL, TRAVEL, CLOSED),
-    *,
-    faults: Faults | None = None,
-    revoke_after_uses: int | None = None,
-    cls: type[TikTokBusinessSandbox] = TikTokBusinessSandbox,
-) -> TikTokBusinessSandbox:
-    """A TikTok emulator with a fixed day, so sizes are the same within a test."""
-    return cls(
-        accounts,
-        faults=faults,
-        access_token=TOKEN,
-        app_id=APP_ID,
-        secret=SECRET,
-        today=lambda: TODAY,
-        revoke_after_uses=revoke_after_uses,
-    )
+TIKTOK = contract_of("tiktok")
+CREDENTIALS = TIKTOK.credentials
+TOKEN, APP_ID, SECRET = CREDENTIALS["access_token"], CREDENTIALS["app_id"], CREDENTIALS["secret"]
+sandbox = TIKTOK.emulator  # RETAIL, TRAVEL and CLOSED on a fixed day; ``cls`` for a changed TikTok
 
 
 @pytest.fixture
 def connect(platform_clients: PlatformClients) -> Connect:
-    """A TikTok client over real httpx: in-process against an emulator, or over the network without one."""
-    return platform_clients.binding(tiktok.PLATFORM, log=LOG, base_url=BASE_URL, credentials=CREDENTIALS)
-
-
-def expected_ids(account: SandboxAccount) -> list[str]:
-    return ids_in_order(account, audience_id_of)
+    """A TikTok client over real httpx against an emulator, with the demo token and app."""
+    return TIKTOK.connector(platform_clients)
 
 
 def paths(emulator: TikTokBusinessSandbox, endswith: str) -> list[httpx.Request]:
@@ -137,8 +91,8 @@ def test_advertiser_missing_from_info_is_not_active(connect: Connect) -> None:
     assert [(a.id, a.name) for a in found] == [(RETAIL.id, "Retail")]
 
 
-def test_secret_travels_only_to_discovery_and_token_only_in_its_header(connect: Connect) -> None:
-    """The app secret is allowed only in advertiser/get's query; the token only in Access-Token."""
+def test_the_secret_goes_in_discoverys_query_and_the_token_in_its_own_header(connect: Connect) -> None:
+    """TikTok wants app_id and secret in advertiser/get's query, and the token in Access-Token, not Authorization."""
     emulator = sandbox()
     harness = connect(emulator, page_size=3)
 
@@ -146,39 +100,34 @@ def test_secret_travels_only_to_discovery_and_token_only_in_its_header(connect: 
         listed(harness.client, SandboxAccount(account.id, ""))
 
     assert len(emulator.requests) == 2 + 3 + 2
+    (discovery,) = paths(emulator, "/oauth2/advertiser/get/")
+    assert (discovery.url.params["app_id"], discovery.url.params["secret"]) == (APP_ID, SECRET)
     for request in emulator.requests:
         assert request.headers["access-token"] == TOKEN
         assert "authorization" not in request.headers
-        assert TOKEN not in str(request.url)
-        if request.url.path.endswith("/oauth2/advertiser/get/"):
-            assert request.url.params["secret"] == SECRET
-            assert request.url.params["app_id"] == APP_ID
-        else:
-            assert SECRET not in str(request.url)
 
 
 def test_a_path_prefix_in_base_url_is_kept(connect: Connect) -> None:
     """base_url may carry a gateway path prefix; every API path goes below it."""
     emulator = sandbox((RETAIL,))
-    harness = connect(emulator, base_url=BASE_URL + "/gateway")
+    harness = connect(emulator, base_url=TIKTOK.base_url + "/gateway")
 
     assert [a.id for a in active_accounts(harness.client)] == [RETAIL.id]
-    assert [a["audience_id"] for a in listed(harness.client, RETAIL)] == expected_ids(RETAIL)
+    assert [a["audience_id"] for a in listed(harness.client, RETAIL)] == TIKTOK.ids(RETAIL)
     assert all(r.url.path.startswith("/gateway/open_api/v1.3/") for r in emulator.requests)
 
 
 # --- audience paging ------------------------------------------------------------------------------------
 
 
-def test_paging_follows_page_numbers_to_total_page(connect: Connect) -> None:
-    """23 audiences at 5 per page: pages 1..5, every id once and in order, no request past total_page."""
+def test_paging_asks_for_page_numbers_up_to_total_page(connect: Connect) -> None:
+    """23 audiences at 5 per page: pages 1..5 of the one advertiser, no request past total_page."""
     big = SandboxAccount("3000000001", "Big", audiences=23)
     emulator = sandbox((big,))
 
     pages = list(connect(emulator, page_size=5).client.audience_pages(AdAccount(big.id)))
 
-    assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
-    assert [a["audience_id"] for page in pages for a in page] == expected_ids(big)
+    assert pages[0][0] == sandbox_audience(big.id, 0, TODAY)  # the audience whole, as TikTok sent it
     requests = paths(emulator, "/dmp/custom_audience/list/")
     assert [r.url.params["page"] for r in requests] == ["1", "2", "3", "4", "5"]
     assert {r.url.params["page_size"] for r in requests} == {"5"}
@@ -233,16 +182,12 @@ def _always_page_one(body: dict[str, Any]) -> None:
             _set_page_info(total_page=2), "inconsistent totals", id="too-few-pages-would-lose-audiences"
         ),
         pytest.param(_set_page_info(total_page=9), "inconsistent totals", id="more-pages-than-audiences"),
-        pytest.param(_set_page_info(page=1), "answered page 1 instead", id="page-parameter-ignored"),
         pytest.param(_always_page_one, "repeated the previous page", id="same-content-every-page"),
         pytest.param(
             _set_page_info(total_page=0, total_number=0), "beyond total_page", id="zero-pages-with-items"
         ),
         pytest.param(_set_page_info(total_page="5"), "page_info.total_page", id="total-page-not-an-integer"),
         pytest.param(lambda body: body["data"].pop("page_info"), "'data.page_info'", id="no-page-info"),
-        pytest.param(
-            lambda body: body["data"].update(list={"a": 1}), "not a list of objects", id="list-not-list"
-        ),
         pytest.param(lambda body: body.update(data=None), "'data'", id="no-data"),
         pytest.param(lambda body: body.pop("code"), "numeric 'code' 0", id="no-code"),
     ],
@@ -261,19 +206,6 @@ def test_wrong_paging_or_shapes_are_bad_responses(
     assert harness.sleeps == []
 
 
-def test_malformed_json_is_a_bad_response_without_retries(connect: Connect) -> None:
-    """A 200 with a broken body is not transient: retrying would only hide a platform change."""
-    faults = Faults().add(FaultKind.MALFORMED, path_contains="custom_audience")
-    emulator = sandbox((RETAIL,), faults=faults)
-    harness = connect(emulator)
-
-    with pytest.raises(BadResponse, match="not valid JSON"):
-        listed(harness.client, RETAIL)
-
-    assert len(paths(emulator, "/dmp/custom_audience/list/")) == 1
-    assert harness.sleeps == []
-
-
 def test_discovery_without_a_list_is_a_bad_response(connect: Connect) -> None:
     class NoList(TikTokBusinessSandbox):
         def _advertisers(self, request: httpx.Request) -> httpx.Response:
@@ -283,54 +215,7 @@ def test_discovery_without_a_list_is_a_bad_response(connect: Connect) -> None:
         active_accounts(connect(sandbox(cls=NoList)).client)
 
 
-# --- throttling and transient failures ------------------------------------------------------------------------
-
-
-def test_qps_limit_backs_off_then_succeeds(connect: Connect) -> None:
-    """40100 arrives in HTTP 200 without a wait estimate: back off (0.5 s first), then carry on."""
-    faults = Faults().add(FaultKind.THROTTLE, path_contains="custom_audience")
-    emulator = sandbox((RETAIL,), faults=faults)
-    harness = connect(emulator)
-
-    assert [a["audience_id"] for a in listed(harness.client, RETAIL)] == expected_ids(RETAIL)
-    assert harness.sleeps == [0.5]
-    assert harness.session.throttle_waited_seconds == 0.5
-    assert len(paths(emulator, "/dmp/custom_audience/list/")) == 2
-
-
-def test_repeated_qps_limits_back_off_further_each_time(connect: Connect) -> None:
-    """With no estimate, every further throttle waits longer, so the cap eventually ends the run."""
-    faults = Faults().add(FaultKind.THROTTLE, times=3, path_contains="custom_audience")
-    harness = connect(sandbox((RETAIL,), faults=faults))
-
-    assert [a["audience_id"] for a in listed(harness.client, RETAIL)] == expected_ids(RETAIL)
-    assert harness.sleeps == [0.5, 1.0, 2.0]
-
-
-def test_throttle_wait_beyond_the_cap_fails_at_once(connect: Connect) -> None:
-    """A wait that would exceed the cap is not started: fail without sleeping, naming the code."""
-    faults = Faults().add(FaultKind.THROTTLE, path_contains="custom_audience")
-    harness = connect(sandbox((RETAIL,), faults=faults), retry=RetrySettings(max_throttle_wait_seconds=0.25))
-
-    with pytest.raises(ThrottleCapExceeded) as info:
-        listed(harness.client, RETAIL)
-
-    message = str(info.value)
-    assert "TikTok code 40100" in message
-    assert "cap of 0s" in message
-    assert_no_secret(message)  # TikTok's QPS message names the app id; it is redacted
-    assert harness.sleeps == []
-
-
-def test_server_errors_are_retried_with_backoff(connect: Connect) -> None:
-    """HTTP 500 with code 50000 is transient: retried with doubling waits, then the listing completes."""
-    faults = Faults().add(FaultKind.SERVER_ERROR, times=2, path_contains="custom_audience")
-    emulator = sandbox((RETAIL,), faults=faults)
-    harness = connect(emulator)
-
-    assert [a["audience_id"] for a in listed(harness.client, RETAIL)] == expected_ids(RETAIL)
-    assert harness.sleeps == [0.5, 1.0]
-    assert len(paths(emulator, "/dmp/custom_audience/list/")) == 3
+# --- errors ----------------------------------------------------------------------------------------------------
 
 
 def test_system_error_in_http_200_is_retried(connect: Connect) -> None:
@@ -347,7 +232,7 @@ def test_system_error_in_http_200_is_retried(connect: Connect) -> None:
 
     harness = connect(sandbox((RETAIL,), cls=Flaky))
 
-    assert [a["audience_id"] for a in listed(harness.client, RETAIL)] == expected_ids(RETAIL)
+    assert [a["audience_id"] for a in listed(harness.client, RETAIL)] == TIKTOK.ids(RETAIL)
     assert harness.sleeps == [0.5]
 
 
@@ -388,24 +273,6 @@ def test_transport_failures_in_discovery_never_show_the_secret(
 # --- authentication ---------------------------------------------------------------------------------------------
 
 
-def test_wrong_token_is_an_auth_error_asking_to_reauthorise(connect: Connect) -> None:
-    """40105 cannot be retried away: say how to fix it, once, without printing any credential."""
-    wrong = {**CREDENTIALS, "access_token": "wrong-token-5e1d2b"}
-    emulator = sandbox()
-    harness = connect(emulator, credentials=wrong)
-
-    with pytest.raises(AuthError) as info:
-        active_accounts(harness.client)
-
-    message = str(info.value)
-    assert "TikTok code 40105" in message
-    assert "re-authorise" in message
-    assert "wrong-token-5e1d2b" not in message
-    assert_no_secret(message)
-    assert len(emulator.requests) == 1
-    assert harness.sleeps == []
-
-
 def test_wrong_app_secret_is_an_auth_error_without_the_secret(
     connect: Connect, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -423,97 +290,21 @@ def test_wrong_app_secret_is_an_auth_error_without_the_secret(
     assert wrong_secret not in caplog.text
 
 
-# --- take_snapshot and the v1 view ------------------------------------------------------------------------
-
-
-IDENTITY = SnapshotIdentity(
-    snapshot_id="snap-tt-0001",
-    snapshot_date=TODAY,
-    run_id="run-abc",
-    destination="tiktok",
-    destination_id="sandbox_tiktok",
-)
-TABLE = "tiktok_sandbox_tiktok_audiences"
-
-
-SNAPSHOTS = SnapshotRig(
-    tiktok.PLATFORM, IDENTITY, LOG, FETCHED_AT, TABLE, sync_ids={audience_id_of(RETAIL.id, 1): "90210"}
-)
-snapshot_of = SNAPSHOTS.take
-write = SNAPSHOTS.write
-
-
-def test_v1_view_maps_cover_num_with_nulls_and_sizes_above_int32(
-    connect: Connect, spool_root: Path, tmp_path: Path
-) -> None:
-    """audience_size is cover_num: null stays null and sizes above 2**31 keep every digit."""
-    db = tmp_path / "audit.duckdb"
-    write(db, snapshot_of(connect(sandbox(), page_size=3), chunk_rows=4))
-
-    rows = SNAPSHOTS.view_rows(
-        db,
-        "ad_account_id, audience_id, audience_name, audience_size, ht_destination, ht_sync_id, ht_fetched_at",
-        "audience_id",
-    )
-
-    expected = sorted(
-        (
-            (account.id, sandbox_audience(account.id, i, TODAY))
-            for account in (RETAIL, TRAVEL)
-            for i in range(account.audiences)
-        ),
-        key=lambda pair: pair[1]["audience_id"],
-    )
-    assert [r[:4] for r in rows] == [
-        (account_id, a["audience_id"], a["name"], a["cover_num"]) for account_id, a in expected
-    ]
-    sizes = [r[3] for r in rows]
-    assert None in sizes
-    assert any(s is not None and s > 2**31 for s in sizes)
-    assert {r[4] for r in rows} == {"tiktok"}
-    assert [r[5] for r in rows if r[5]] == ["90210"]
-    assert {r[6] for r in rows} == {FETCHED_AT}
-    assert list(spool_root.iterdir()) == []  # the IO manager removed the spool after the write
-
-
-def test_sizes_change_from_day_to_day(connect: Connect, spool_root: Path) -> None:
-    """The sandbox answers today's sizes; the next day's snapshot sees different ones."""
-    emulator = sandbox((RETAIL,))
-    day_one = [a["cover_num"] for a in listed(connect(emulator).client, RETAIL)]
-    emulator.today = lambda: TODAY + dt.timedelta(days=1)
-    day_two = [a["cover_num"] for a in listed(connect(emulator).client, RETAIL)]
-
-    assert [s is None for s in day_one] == [s is None for s in day_two]
-    assert day_one != day_two
+# --- a token revoked mid-snapshot -------------------------------------------------------------------------
 
 
 def test_token_revoked_mid_snapshot_fails_with_nothing_written(connect: Connect, spool_root: Path) -> None:
     """TikTok tokens do not refresh: a revoked one fails the snapshot clearly, and its spool is removed."""
-    emulator = sandbox(revoke_after_uses=4)  # discovery (2) + the first Retail pages (2), then 40105
+    # Discovery (2) and Retail's first pages (2), then 40105; Retail alone, so its calls are in order.
+    emulator = sandbox((RETAIL, CLOSED), revoke_after_uses=4)
     harness = connect(emulator, page_size=3)
 
     with pytest.raises(AuthError) as info:
-        snapshot_of(harness, chunk_rows=1)  # rows of the first pages are already flushed to Parquet
+        TIKTOK.snapshots().take(
+            harness, chunk_rows=1
+        )  # rows of the first pages are already flushed to Parquet
 
     assert "re-authorise" in str(info.value)
     assert_no_secret(str(info.value))
     assert list(spool_root.iterdir()) == []
     assert len(emulator.requests) == 5
-
-
-# --- a real HTTP server ----------------------------------------------------------------------------------------
-
-
-def test_listing_over_a_real_http_server(connect: Connect) -> None:
-    """The same client works over sockets with keep-alive, not just in-process."""
-    emulator = sandbox()
-    with serve(emulator) as url:
-        harness = connect(base_url=url, page_size=3)
-        accounts = active_accounts(harness.client)
-        audiences = {a.id: listed(harness.client, SandboxAccount(a.id, "")) for a in accounts}
-
-    assert [a.id for a in accounts] == [RETAIL.id, TRAVEL.id]
-    assert [x["audience_id"] for x in audiences[RETAIL.id]] == expected_ids(RETAIL)
-    assert [x["audience_id"] for x in audiences[TRAVEL.id]] == expected_ids(TRAVEL)
-    assert audiences[RETAIL.id][0] == sandbox_audience(RETAIL.id, 0, TODAY)
-    assert all(r.headers["access-token"] == TOKEN for r in emulator.requests)
