@@ -13,6 +13,7 @@ import datetime as dt
 import fcntl
 import itertools
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -56,6 +57,7 @@ class SnapshotIdentity:
 
 SPOOL_PREFIX = "audit_assets_spool_"
 _LOCK_FILE = ".lock"
+_UNLOCKED_SPOOL_MAX_AGE_SECONDS = 3600
 
 
 class Spool:
@@ -63,14 +65,16 @@ class Spool:
 
     The lock is an ``flock`` on a file inside the folder: the kernel drops it when the process ends,
     however it ends, so a later snapshot can tell a spool orphaned by a killed run from one in use,
-    and removes the orphans.
+    and removes the orphans. The lock file appears already locked (locked under another name, then
+    renamed), so no other process can find a new spool unlocked and take it for an orphan.
     """
 
     def __init__(self) -> None:
         remove_orphaned_spools()
         self.path = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX))
-        self._lock = (self.path / _LOCK_FILE).open("w")
+        self._lock = (self.path / f"{_LOCK_FILE}.new").open("w")
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (self.path / f"{_LOCK_FILE}.new").rename(self.path / _LOCK_FILE)
 
     def remove(self) -> None:
         if not self._lock.closed:
@@ -79,16 +83,31 @@ class Spool:
 
 
 def remove_orphaned_spools(root: Path | None = None) -> list[Path]:
-    """Remove every spool folder in ``root`` (the temp dir) whose lock no process holds; return them."""
+    """Remove every spool folder in ``root`` (the temp dir) whose lock no process holds; return them.
+
+    A folder without its lock file is one being created, unless it is older than an hour (its process
+    died in that instant).
+    """
     removed = []
     for folder in Path(root or tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*"):
         try:
-            with (folder / _LOCK_FILE).open("a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: the owner is alive
-                shutil.rmtree(folder, ignore_errors=True)
-                removed.append(folder)
-        except OSError:  # BlockingIOError while its owner runs; a folder being removed under us
+            fd = os.open(folder / _LOCK_FILE, os.O_RDWR)  # never created here: see Spool
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                if time.time() - folder.stat().st_mtime > _UNLOCKED_SPOOL_MAX_AGE_SECONDS:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder)
             continue
+        except OSError:  # a folder being removed under us
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: the owner is alive
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        except OSError:  # BlockingIOError while its owner runs
+            continue
+        finally:
+            os.close(fd)
     return removed
 
 

@@ -287,6 +287,22 @@ def test_a_spool_orphaned_by_a_killed_process_is_removed_by_a_later_snapshot(spo
     assert list(spool_root.iterdir()) == []
 
 
+def test_a_spool_being_created_is_never_taken_for_an_orphan(spool_root) -> None:
+    """Another snapshot's cleanup may run while a spool's folder exists but its lock file does not yet."""
+    import time
+
+    from audit_assets.snapshot import SPOOL_PREFIX, remove_orphaned_spools
+
+    being_created = spool_root / f"{SPOOL_PREFIX}new"
+    being_created.mkdir()  # mkdtemp has run, the lock is not in place yet
+    assert remove_orphaned_spools(spool_root) == []
+    assert being_created.exists()
+
+    an_hour_ago = time.time() - 3601  # its process died in that instant, long ago
+    os.utime(being_created, (an_hour_ago, an_hour_ago))
+    assert remove_orphaned_spools(spool_root) == [being_created]
+
+
 def test_credentials_that_see_no_active_account_fail_naming_each_accounts_status(
     workspace: Workspace, meta_server
 ) -> None:

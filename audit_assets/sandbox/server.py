@@ -54,7 +54,10 @@ def serve(emulator: Emulator, port: int = 0) -> Iterator[str]:
     """Run ``emulator`` on 127.0.0.1 and yield its base URL; stop it on exit."""
     server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(emulator))
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="sandbox-server", daemon=True)
+    # A short poll: shutdown() waits for the loop to notice, and tests start and stop many servers.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="sandbox-server", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -203,10 +203,11 @@ class SnapchatSandbox(Emulator):
             offset, empties = _cursor_position(request)
         except ValueError:
             return snap_error(request, 400, "Invalid cursor")
+        limit = self.served(limit)
         if offset == limit and empties < self.empty_pages:
             return self._reply(request, "segments", [], offset, empties + 1, more=True)
         everything = self.segments(account)
-        end = min(offset + self.served(limit), len(everything))
+        end = min(offset + limit, len(everything))
         items = [{"sub_request_status": "SUCCESS", "segment": s} for s in everything[offset:end]]
         return self._reply(request, "segments", items, end, empties, more=end < len(everything))
 
