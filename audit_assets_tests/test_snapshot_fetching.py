@@ -14,12 +14,13 @@ import httpx
 import pytest
 
 from audit_assets.platforms import meta
+from audit_assets.platforms.base import Platform
 from audit_assets.platforms.http import RetrySettings
 from audit_assets.sandbox.meta import DEMO_CREDENTIALS, MetaGraphSandbox
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
 from audit_assets_tests.conftest import TODAY, packaged_destination
-from audit_assets_tests.platform_harness import PlatformClients
+from audit_assets_tests.platform_harness import Harness, PlatformClients
 
 LOG = logging.getLogger("audit_assets_tests.fetching")
 ACCOUNTS = [SandboxAccount(f"{2000000001 + n}", f"Account {n}", audiences=10) for n in range(8)]
@@ -59,10 +60,14 @@ def snapshot(clients: PlatformClients, emulator: MetaGraphSandbox, **connect: An
         page_size=3,
         **connect,
     )
+    return snapshot_through(harness, meta.PLATFORM)
+
+
+def snapshot_through(harness: Harness, platform: Platform) -> Snapshot:
     return take_snapshot(
         client=harness.client,
-        platform=meta.PLATFORM,
-        identity=SnapshotIdentity("fetching", TODAY, "run", "meta", "fetching"),
+        platform=platform,
+        identity=SnapshotIdentity("fetching", TODAY, "run", platform.slug, "fetching"),
         sync_ids={},
         ad_account_ids=None,
         log=LOG,
@@ -157,14 +162,7 @@ def test_a_token_expiring_under_several_accounts_is_refreshed_once(platform_clie
         token_url=dest["token_url"],
         credentials=PINTEREST_CREDENTIALS,
     )
-    result = take_snapshot(
-        client=harness.client,
-        platform=pinterest.PLATFORM,
-        identity=SnapshotIdentity("refresh", TODAY, "run", "pinterest", "refresh"),
-        sync_ids={},
-        ad_account_ids=None,
-        log=LOG,
-    )
+    result = snapshot_through(harness, pinterest.PLATFORM)
     try:
         assert result.audiences_by_account == {a.id: a.audiences for a in accounts}
         token_requests = sum(1 for r in emulator.requests if r.url.path.endswith("/oauth/token"))
