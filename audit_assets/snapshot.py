@@ -240,7 +240,7 @@ class _Spooler:
 
     def __init__(self, path: Path, columns: tuple[Column, ...], chunk_rows: int) -> None:
         self.schema = arrow_schema(columns)
-        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+        self._writer = pq.ParquetWriter(path, self.schema, compression="lz4")
         self._chunk_rows = chunk_rows
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
