@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -133,3 +135,33 @@ def test_the_instance_pool_limit_runs_one_platforms_destinations_one_at_a_time(w
     assert len(spans) == 3 and all(len(span) == 2 for span in spans.values()), spans
     ordered = sorted(spans.values())
     assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(ordered)), ordered
+
+
+def test_dg_checks_and_lists_the_code_location_from_the_project_folder(workspace: Workspace) -> None:
+    """``dg`` (Dagster's newer CLI) finds the same code location through pyproject's [tool.dg]."""
+    config = workspace.write_config([sandbox_meta(), sandbox_meta("second", enabled=False)])
+    home = workspace.root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "AUDIT_ASSETS_CONFIG": str(config)}
+    dg_cli = str(Path(sys.executable).with_name("dg"))
+    project = Path(__file__).resolve().parents[1]
+
+    def dg_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [dg_cli, *args], cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    checked = dg_run("check", "defs")
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+
+    listed = dg_run("list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    defs = json.loads(listed.stdout)
+    assert {a["asset_key"] for a in defs["assets"]} == {
+        "hightouch_audit/meta_sandbox_meta_audiences",
+        "hightouch_audit/meta_second_audiences",
+        "hightouch_audit/external_audiences_metadata_v1",
+    }
+    assert {j["name"] for j in defs["jobs"]} >= {"audience_size_report", "preflight"}
