@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from audit_assets.platforms import PLATFORMS
-from audit_assets.sandbox import is_sandbox_url, sandbox_host
+from audit_assets.sandbox_hosts import is_sandbox_url, sandbox_host
 
 CONFIG_ENV_VAR = "AUDIT_ASSETS_CONFIG"
 WAREHOUSE_TYPES = ("duckdb", "snowflake")

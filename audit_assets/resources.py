@@ -18,8 +18,7 @@ from audit_assets.hightouch import HightouchClient
 from audit_assets.platforms import PLATFORMS
 from audit_assets.platforms.base import AudienceClient, AuthContext, ClientSettings
 from audit_assets.platforms.http import ApiSession, BearerAuth, Classifier, Redactor, RetrySettings
-from audit_assets.sandbox import SANDBOX_DOMAIN
-from audit_assets.sandbox.transport import SandboxTransport, demo_credentials
+from audit_assets.sandbox_hosts import is_sandbox_url
 from audit_assets.secrets import read_secrets
 
 USER_AGENT = "audit_assets/0.1"
@@ -53,15 +52,19 @@ def http_session(
     classify: Classifier,
     secrets: list[str],
     log: logging.Logger,
+    transport: httpx.BaseTransport | None = None,
 ) -> Iterator[ApiSession]:
-    """One keep-alive HTTP client with the retry and throttle policy, closed on exit."""
+    """One keep-alive HTTP client with the retry and throttle policy, closed on exit.
+
+    ``transport`` is the built-in sandbox for a sandbox base URL (``implementation_for``), else None:
+    the network.
+    """
     redact = Redactor(secrets)
     with httpx.Client(
         auth=make_auth(redact),
         timeout=httpx.Timeout(settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds)),
         headers={"user-agent": USER_AGENT},
-        # Hosts under sandbox.invalid never resolve; the built-in emulators answer them in-process.
-        mounts={f"all://*.{SANDBOX_DOMAIN}": SandboxTransport()},
+        transport=transport,
         follow_redirects=False,
     ) as client:
         yield ApiSession(
@@ -120,6 +123,7 @@ class PlatformConnection:
             classify=platform.classify,
             secrets=[*credentials.values(), *given.values()],
             log=log,
+            transport=sandbox_transport(self.base_url),
         ) as session:
             settings = ClientSettings(
                 base_url=self.base_url, token_url=token_url, credentials=credentials, page_size=self.page_size
@@ -156,6 +160,7 @@ class HightouchResource(dg.ConfigurableResource):
             classify=hightouch.classify,
             secrets=[api_key],
             log=log,
+            transport=sandbox_transport(self.base_url),
         ) as session:
             yield HightouchClient(self.base_url, session)
 
@@ -175,10 +180,31 @@ def build_hightouch_resource(config: HightouchConfig, policy: SnapshotPolicy) ->
             api_key_env=config.api_key.env, base_url=config.base_url, **_http_settings(policy)
         )
     return HightouchResource(
-        public_api_key=demo_credentials(config.base_url)["api_key"],
+        public_api_key=sandbox_credentials(config.base_url)["api_key"],
         base_url=config.base_url,
         **_http_settings(policy),
     )
+
+
+# --- the one place that picks the built-in sandbox over the real API -----------------------------------
+
+
+def sandbox_transport(base_url: str) -> httpx.BaseTransport | None:
+    """The built-in emulators for a sandbox URL (config.py allows them only there), else None."""
+    if not is_sandbox_url(base_url):
+        return None
+    from audit_assets.sandbox.transport import SandboxTransport
+
+    return SandboxTransport()
+
+
+def sandbox_credentials(base_url: str) -> dict[str, str]:
+    """The sandbox's public demo credentials for a sandbox URL, else none."""
+    if not is_sandbox_url(base_url):
+        return {}
+    from audit_assets.sandbox.transport import demo_credentials
+
+    return dict(demo_credentials(base_url))
 
 
 def connection_for(dest: DestinationConfig, policy: SnapshotPolicy) -> PlatformConnection:
@@ -193,7 +219,7 @@ def connection_for(dest: DestinationConfig, policy: SnapshotPolicy) -> PlatformC
         http=HttpSettings.of(policy),
         credential_env={name: ref.env for name, ref in dest.credentials.items()},
         # Without credentials only the built-in sandbox is allowed (config.py); its demo values are public.
-        public_credentials={} if dest.credentials else dict(demo_credentials(base_url)),
+        public_credentials={} if dest.credentials else sandbox_credentials(base_url),
     )
 
 

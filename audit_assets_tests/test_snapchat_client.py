@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from audit_assets.platforms.base import AdAccount, BadResponse, PlatformError
-from audit_assets.sandbox import sandbox_host
+from audit_assets.sandbox_hosts import sandbox_host
 from audit_assets.sandbox.snapchat import TOKEN_PATH, SnapchatSandbox, segment_id_of
 from audit_assets.sandbox.world import SandboxAccount
 from audit_assets_tests.client_contracts import contract_of

@@ -15,8 +15,8 @@ from types import ModuleType
 import httpx
 
 from audit_assets.platforms import PLATFORMS
-from audit_assets.sandbox import SANDBOX_DOMAIN
 from audit_assets.sandbox.world import Emulator
+from audit_assets.sandbox_hosts import SANDBOX_DOMAIN
 
 SERVICES = ("hightouch",)  # emulated APIs that are not ad platforms
 
