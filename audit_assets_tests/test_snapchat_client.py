@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from audit_assets.platforms.base import AdAccount, BadResponse, PlatformError
-from audit_assets.sandbox_hosts import sandbox_host
 from audit_assets.sandbox.snapchat import TOKEN_PATH, SnapchatSandbox, segment_id_of
 from audit_assets.sandbox.world import SandboxAccount
+from audit_assets.sandbox_hosts import sandbox_host
 from audit_assets_tests.client_contracts import contract_of
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
 from audit_assets_tests.platform_harness import Connect, PlatformClients, active_accounts, listed
