@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from audit_assets.platforms import meta
-from audit_assets.platforms.base import Platform
+from audit_assets.platforms.base import BadResponse, Platform
 from audit_assets.platforms.http import RetrySettings
 from audit_assets.sandbox.meta import DEMO_CREDENTIALS, MetaGraphSandbox
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
@@ -170,3 +171,18 @@ def test_a_token_expiring_under_several_accounts_is_refreshed_once(platform_clie
         assert token_requests == harness.auth.refreshes == -(-emulator.accepted // 6)
     finally:
         result.discard()
+
+
+def test_a_bad_page_in_one_account_stops_every_fetcher_and_leaves_no_spool(
+    platform_clients: PlatformClients, spool_root: Path
+) -> None:
+    """The snapshot fails as a whole: the other accounts' fetchers stop and nothing stays on disk."""
+    faults = Faults().add(FaultKind.MALFORMED, path_contains=f"act_{ACCOUNTS[2].id}/customaudiences")
+    emulator = ObservedGraph(ACCOUNTS, faults=faults, latency=0.01)
+    threads_before = threading.active_count()
+
+    with pytest.raises(BadResponse, match="not valid JSON"):
+        snapshot(platform_clients, emulator)
+
+    assert threading.active_count() == threads_before, "every fetcher thread has ended"
+    assert list(spool_root.iterdir()) == []
