@@ -17,7 +17,6 @@ Sources: see audit_assets/platforms/google_ads.py. The emulator's data is genera
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -37,6 +36,8 @@ from audit_assets.sandbox.world import (
     SandboxAccount,
     audience_name,
     daily_size,
+    opaque_cursor,
+    read_cursor,
     stable_int,
     utc_today,
 )
@@ -306,7 +307,7 @@ class GoogleAdsSandbox(Emulator):
         if end > offset:
             response["results"] = [{key: _select(r, fields)} for r in rows[offset:end]]
         if end < len(rows):
-            response["nextPageToken"] = _token(end, digest)
+            response["nextPageToken"] = opaque_cursor(end, digest)
         response["fieldMask"] = ",".join(f"{key}.{_camel_path(f)}" for f in fields)
         response["queryResourceConsumption"] = str(10 + end - offset)
         return httpx.Response(200, json=response)
@@ -539,19 +540,12 @@ def _select(row: Mapping[str, Any], fields: list[str]) -> dict[str, Any]:
     return out
 
 
-def _token(offset: int, digest: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([offset, digest]).encode()).decode()
-
-
 def _offset(token: Any, digest: str) -> int:
     """Where a page starts; a token from another query (or customer) is refused, as Google does."""
     if token is None:
         return 0
-    try:
-        offset, token_digest = json.loads(base64.urlsafe_b64decode(str(token).encode()))
-    except (ValueError, TypeError) as exc:
-        raise ValueError("invalid page token") from exc
-    if token_digest != digest or not isinstance(offset, int):
+    offset, token_digest = read_cursor(str(token), int, str)
+    if token_digest != digest:
         raise ValueError("page token of another query")
     return offset
 

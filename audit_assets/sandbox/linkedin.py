@@ -16,10 +16,8 @@ cap on ``count`` (``page_cap``, echoed in ``paging.count``).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import email.utils
-import json
 import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
@@ -37,6 +35,8 @@ from audit_assets.sandbox.world import (
     SandboxAccount,
     audience_name,
     daily_size,
+    opaque_cursor,
+    read_cursor,
     stable_int,
     utc_today,
 )
@@ -170,7 +170,7 @@ class LinkedInMarketingSandbox(Emulator):
             if statuses is None or self._status(a) in statuses
         ]
         end = min(offset + size, len(rows))
-        metadata = {"nextPageToken": _encode_token(end)} if end < len(rows) else {}
+        metadata = {"nextPageToken": opaque_cursor(end)} if end < len(rows) else {}
         return self._reply({"elements": rows[offset:end], "metadata": metadata})
 
     def _segments(self, params: dict[str, str]) -> httpx.Response:
@@ -290,17 +290,11 @@ def _int_param(params: dict[str, str], name: str, default: int, low: int, high: 
     return int(raw)
 
 
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
-
-
 def _decode_token(raw: str | None) -> int:
     if raw is None:
         return 0
-    try:
-        return int(json.loads(base64.urlsafe_b64decode(unquote(raw)))["o"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError("pageToken") from exc
+    (offset,) = read_cursor(unquote(raw), int)
+    return offset
 
 
 EMULATOR = LinkedInMarketingSandbox

@@ -8,7 +8,6 @@ error bodies with code/subcode/fbtrace_id, and throttles as HTTP 400 with code 8
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import re
@@ -26,6 +25,8 @@ from audit_assets.sandbox.world import (
     SandboxAccount,
     audience_name,
     daily_size,
+    opaque_cursor,
+    read_cursor,
     stable_int,
     unit,
     utc_today,
@@ -199,9 +200,9 @@ class MetaGraphSandbox(Emulator):
     ) -> httpx.Response:
         body: dict[str, Any] = {"data": items}
         if items or more:
-            after = _cursor(end, empties)
+            after = opaque_cursor(end, empties)
             paging: dict[str, Any] = {
-                "cursors": {"before": _cursor(max(0, end - len(items)), empties), "after": after}
+                "cursors": {"before": opaque_cursor(max(0, end - len(items)), empties), "after": after}
             }
             if more:
                 paging["next"] = str(request.url.copy_set_param("after", after))
@@ -264,10 +265,6 @@ def _select(item: dict[str, Any], fields: set[str]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k in fields}
 
 
-def _cursor(offset: int, empties: int) -> str:
-    return base64.b64encode(json.dumps([offset, empties]).encode()).decode()
-
-
 def _position(request: httpx.Request) -> tuple[int, int, int]:
     try:
         limit = max(1, min(MAX_LIMIT, int(request.url.params.get("limit", DEFAULT_LIMIT))))
@@ -276,11 +273,8 @@ def _position(request: httpx.Request) -> tuple[int, int, int]:
     after = request.url.params.get("after")
     if not after:
         return limit, 0, 0
-    try:
-        offset, empties = json.loads(base64.b64decode(after, validate=True))
-        return limit, int(offset), int(empties)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("invalid cursor") from exc
+    offset, empties = read_cursor(after, int, int)
+    return limit, offset, empties
 
 
 EMULATOR = MetaGraphSandbox

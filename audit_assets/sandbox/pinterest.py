@@ -11,7 +11,6 @@ status). The ``x-ratelimit-*`` headers on a 429 follow Airbyte's Pinterest conne
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import re
@@ -30,6 +29,8 @@ from audit_assets.sandbox.world import (
     SandboxAccount,
     audience_name,
     daily_size,
+    opaque_cursor,
+    read_cursor,
     stable_int,
     utc_today,
 )
@@ -180,9 +181,9 @@ class PinterestSandbox(Emulator):
             return pinterest_error(400, 400, invalid)
         size = self.served(size)
         if offset == size and offset < len(rows) and empties < empty_pages:
-            return httpx.Response(200, json={"items": [], "bookmark": _bookmark(offset, empties + 1)})
+            return httpx.Response(200, json={"items": [], "bookmark": opaque_cursor(offset, empties + 1)})
         end = min(offset + size, len(rows))
-        bookmark = _bookmark(end, empties) if end < len(rows) else None
+        bookmark = opaque_cursor(end, empties) if end < len(rows) else None
         return httpx.Response(200, json={"items": rows[offset:end], "bookmark": bookmark})
 
     def _account(self, account: SandboxAccount) -> dict[str, Any]:
@@ -255,10 +256,6 @@ def _rule(account_id: str, index: int, kind: str) -> dict[str, Any]:
     return {"customer_list_id": f"2542{account_id[-4:]}9{index:07d}", "retention_days": 180}
 
 
-def _bookmark(offset: int, empties: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps([offset, empties]).encode()).decode()
-
-
 def _position(request: httpx.Request) -> tuple[int, int, int]:
     """(page_size, offset, empty pages served so far); ValueError for what Pinterest rejects with 400."""
     params = request.url.params
@@ -268,11 +265,8 @@ def _position(request: httpx.Request) -> tuple[int, int, int]:
     bookmark = params.get("bookmark")
     if not bookmark:
         return size, 0, 0
-    try:
-        offset, empties = json.loads(base64.urlsafe_b64decode(bookmark.encode()))
-        return size, int(offset), int(empties)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("invalid bookmark") from exc
+    offset, empties = read_cursor(bookmark, int, int)
+    return size, offset, empties
 
 
 EMULATOR = PinterestSandbox

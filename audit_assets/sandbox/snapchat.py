@@ -12,9 +12,7 @@ so a sandbox destination sets ``token_url`` to ``https://<sandbox host>/login/oa
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +30,8 @@ from audit_assets.sandbox.world import (
     SandboxAccount,
     audience_name,
     daily_size,
+    opaque_cursor,
+    read_cursor,
     stable_int,
     utc_today,
 )
@@ -217,7 +217,9 @@ class SnapchatSandbox(Emulator):
     ) -> httpx.Response:
         body: dict[str, Any] = {"request_status": "SUCCESS", "request_id": _request_id(request)}
         if more:
-            body["paging"] = {"next_link": str(request.url.copy_set_param("cursor", _cursor(end, empties)))}
+            body["paging"] = {
+                "next_link": str(request.url.copy_set_param("cursor", opaque_cursor(end, empties)))
+            }
         body[key] = items
         return httpx.Response(200, json=body)
 
@@ -288,19 +290,12 @@ def _segment(account: SandboxAccount, organization_id: str, index: int, day: dt.
     return segment
 
 
-def _cursor(offset: int, empties: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps([offset, empties]).encode()).decode()
-
-
 def _cursor_position(request: httpx.Request) -> tuple[int, int]:
     cursor = request.url.params.get("cursor")
     if not cursor:
         return 0, 0
-    try:
-        offset, empties = json.loads(base64.urlsafe_b64decode(cursor))
-        return int(offset), int(empties)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("invalid cursor") from exc
+    offset, empties = read_cursor(cursor, int, int)
+    return offset, empties
 
 
 EMULATOR = SnapchatSandbox

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
+import json
 import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import httpx
 
@@ -70,6 +74,23 @@ def daily_size(key: str, day: dt.date) -> int:
     wave = 1 + 0.03 * math.sin(day.toordinal() / 7 + 6.28 * unit(key, "phase"))
     noise = 1 + 0.01 * (unit(key, day.isoformat()) - 0.5)
     return max(0, int(base * trend * wave * noise))
+
+
+def opaque_cursor(*state: int | str) -> str:
+    """A paging cursor as platforms hand them out: opaque text carrying where the next page starts."""
+    return base64.urlsafe_b64encode(json.dumps(list(state)).encode()).decode()
+
+
+def read_cursor(raw: str, *kinds: type) -> tuple[Any, ...]:
+    """The state in a cursor this sandbox gave out, of ``kinds``; ValueError for anything else, which
+    each emulator answers with its platform's own refusal of a bad cursor."""
+    try:
+        state = json.loads(base64.urlsafe_b64decode(raw.encode()))
+    except (ValueError, binascii.Error) as exc:
+        raise ValueError("not a cursor of this sandbox") from exc
+    if not isinstance(state, list) or [type(v) for v in state] != list(kinds):
+        raise ValueError("not a cursor of this sandbox")
+    return tuple(state)
 
 
 class FaultKind(Enum):
