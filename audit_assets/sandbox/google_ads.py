@@ -21,25 +21,24 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Unpack
 
 import httpx
 
 from audit_assets.sandbox.oauth import TokenIssuer
 from audit_assets.sandbox.world import (
     DEFAULT_ACCOUNTS,
-    Emulator,
+    EmulatorOptions,
     Fault,
     FaultKind,
-    Faults,
+    PlatformEmulator,
     SandboxAccount,
     audience_name,
     daily_size,
     opaque_cursor,
     read_cursor,
     stable_int,
-    utc_today,
 )
 
 DEMO_CREDENTIALS = {
@@ -141,7 +140,7 @@ def ads_error(
     return httpx.Response(http_status, json={"error": error}, headers=headers)
 
 
-class GoogleAdsSandbox(Emulator):
+class GoogleAdsSandbox(PlatformEmulator):
     """A manager with client customers, some also directly accessible; each client has user lists."""
 
     def __init__(
@@ -150,16 +149,13 @@ class GoogleAdsSandbox(Emulator):
         *,
         manager: SandboxAccount | None = DEFAULT_MANAGER,
         directly_accessible: Sequence[str] = ("1000000002", "1000000003"),
-        faults: Faults | None = None,
-        today: Callable[[], dt.date] = utc_today,
         credentials: Mapping[str, str] = DEMO_CREDENTIALS,
         developer_token_approved: bool = True,
         page_size: int = DEFAULT_PAGE_SIZE,
         expire_after_uses: int | None = None,
-        page_cap: int | None = None,
+        **options: Unpack[EmulatorOptions],
     ) -> None:
-        super().__init__(faults, today, page_cap)
-        self.accounts = {a.id: a for a in accounts}
+        super().__init__(accounts, **options)
         self.manager = manager
         # Without a manager, every account is reached directly (each its own login-customer-id).
         self.accessible = (

@@ -20,7 +20,7 @@ import datetime as dt
 import email.utils
 import re
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import unquote
 
 import httpx
@@ -28,17 +28,16 @@ import httpx
 from audit_assets.sandbox.oauth import TokenIssuer
 from audit_assets.sandbox.world import (
     DEFAULT_ACCOUNTS,
-    Emulator,
+    EmulatorOptions,
     Fault,
     FaultKind,
-    Faults,
+    PlatformEmulator,
     SandboxAccount,
     audience_name,
     daily_size,
     opaque_cursor,
     read_cursor,
     stable_int,
-    utc_today,
 )
 
 DEMO_CREDENTIALS = {
@@ -74,13 +73,11 @@ def segment_id_of(account_id: str, index: int) -> int:
     return int(f"1{account_id[-4:]}{index:05d}")
 
 
-class LinkedInMarketingSandbox(Emulator):
+class LinkedInMarketingSandbox(PlatformEmulator):
     def __init__(
         self,
         accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
         *,
-        faults: Faults | None = None,
-        today: Callable[[], dt.date] = utc_today,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         client_id: str = DEMO_CREDENTIALS["client_id"],
         client_secret: str = DEMO_CREDENTIALS["client_secret"],
@@ -88,10 +85,9 @@ class LinkedInMarketingSandbox(Emulator):
         access_tokens: Collection[str] = (),
         expire_after_uses: int | None = None,
         rotate_refresh_token: bool = False,
-        page_cap: int | None = None,
+        **options: Unpack[EmulatorOptions],
     ) -> None:
-        super().__init__(faults, today, page_cap)
-        self.accounts = {a.id: a for a in accounts}
+        super().__init__(accounts, **options)
         self.now = now
         self.issuer = TokenIssuer(
             client_id=client_id,

@@ -11,17 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Unpack
 
 import httpx
 
 from audit_assets.sandbox.world import (
     DEFAULT_ACCOUNTS,
-    Emulator,
+    EmulatorOptions,
     Fault,
     FaultKind,
-    Faults,
+    PlatformEmulator,
     SandboxAccount,
     audience_name,
     daily_size,
@@ -29,7 +29,6 @@ from audit_assets.sandbox.world import (
     read_cursor,
     stable_int,
     unit,
-    utc_today,
 )
 
 DEMO_CREDENTIALS = {"access_token": "sandbox-meta-demo-token"}
@@ -72,21 +71,18 @@ def graph_error(
     return httpx.Response(status, json={"error": error}, headers=headers)
 
 
-class MetaGraphSandbox(Emulator):
+class MetaGraphSandbox(PlatformEmulator):
     def __init__(
         self,
         accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
         *,
-        faults: Faults | None = None,
         token: str = DEMO_CREDENTIALS["access_token"],
-        today: Callable[[], dt.date] = utc_today,
         empty_pages: int = 0,
         new_fields: dict[str, Any] | None = None,
         heaviest_page: int | None = None,
-        page_cap: int | None = None,
+        **options: Unpack[EmulatorOptions],
     ) -> None:
-        super().__init__(faults, today, page_cap)
-        self.accounts = {a.id: a for a in accounts}
+        super().__init__(accounts, **options)
         self.token = token
         self.empty_pages = empty_pages  # empty pages (with paging.next) served after the first page
         self.new_fields = new_fields or {}  # fields the platform "added later": returned unasked

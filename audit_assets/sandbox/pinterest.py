@@ -14,25 +14,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, Unpack
 
 import httpx
 
 from audit_assets.sandbox.oauth import TokenIssuer
 from audit_assets.sandbox.world import (
     DEFAULT_ACCOUNTS,
-    Emulator,
+    EmulatorOptions,
     Fault,
     FaultKind,
-    Faults,
+    PlatformEmulator,
     SandboxAccount,
     audience_name,
     daily_size,
     opaque_cursor,
     read_cursor,
     stable_int,
-    utc_today,
 )
 
 DEMO_CREDENTIALS = {
@@ -72,13 +71,11 @@ def audience_size(account_id: str, index: int, day: dt.date) -> int | None:
     return 2**31 + size if _audience_type(audience_name(account_id, index)) == "ACTALIKE" else size
 
 
-class PinterestSandbox(Emulator):
+class PinterestSandbox(PlatformEmulator):
     def __init__(
         self,
         accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
         *,
-        faults: Faults | None = None,
-        today: Callable[[], dt.date] = utc_today,
         shared: Collection[str] = DEFAULT_SHARED,
         access_token: str | None = None,
         client_id: str = DEMO_CREDENTIALS["client_id"],
@@ -87,10 +84,9 @@ class PinterestSandbox(Emulator):
         expire_after_uses: int | None = None,
         rotate_refresh_token: bool = True,
         empty_pages: int = 0,
-        page_cap: int | None = None,
+        **options: Unpack[EmulatorOptions],
     ) -> None:
-        super().__init__(faults, today, page_cap)
-        self.accounts = {a.id: a for a in accounts}
+        super().__init__(accounts, **options)
         self.shared = frozenset(shared)
         self.access_token = access_token  # a fixed token, as for the access_token-only credentials
         self.issuer = TokenIssuer(

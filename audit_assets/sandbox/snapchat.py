@@ -15,25 +15,24 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Unpack
 
 import httpx
 
 from audit_assets.sandbox.oauth import TokenIssuer
 from audit_assets.sandbox.world import (
     DEFAULT_ACCOUNTS,
-    Emulator,
+    EmulatorOptions,
     Fault,
     FaultKind,
-    Faults,
+    PlatformEmulator,
     SandboxAccount,
     audience_name,
     daily_size,
     opaque_cursor,
     read_cursor,
     stable_int,
-    utc_today,
 )
 
 TOKEN_PATH = "/login/oauth2/access_token"
@@ -86,22 +85,19 @@ def _request_id(request: httpx.Request) -> str:
     return f"{stable_int(str(request.url)):016x}00ff0sbx"
 
 
-class SnapchatSandbox(Emulator):
+class SnapchatSandbox(PlatformEmulator):
     def __init__(
         self,
         accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
         *,
-        faults: Faults | None = None,
-        today: Callable[[], dt.date] = utc_today,
         credentials: Mapping[str, str] = DEMO_CREDENTIALS,
         expire_after_uses: int | None = None,
         organizations: int = 2,
         organizations_per_page: int | None = None,
         empty_pages: int = 0,
-        page_cap: int | None = None,
+        **options: Unpack[EmulatorOptions],
     ) -> None:
-        super().__init__(faults, today, page_cap)
-        self.accounts = {a.id: a for a in accounts}
+        super().__init__(accounts, **options)
         self.issuer = TokenIssuer(
             client_id=credentials["client_id"],
             client_secret=credentials["client_secret"],

@@ -14,23 +14,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Unpack
 
 import httpx
 
 from audit_assets.sandbox.world import (
     DEFAULT_ACCOUNTS,
-    Emulator,
+    EmulatorOptions,
     Fault,
     FaultKind,
-    Faults,
+    PlatformEmulator,
     SandboxAccount,
     audience_name,
     daily_size,
     stable_int,
     unit,
-    utc_today,
 )
 
 DEMO_CREDENTIALS = {
@@ -94,21 +93,18 @@ def sandbox_audience(account_id: str, index: int, day: dt.date) -> dict[str, Any
     }
 
 
-class TikTokBusinessSandbox(Emulator):
+class TikTokBusinessSandbox(PlatformEmulator):
     def __init__(
         self,
         accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
         *,
-        faults: Faults | None = None,
         access_token: str = DEMO_CREDENTIALS["access_token"],
         app_id: str = DEMO_CREDENTIALS["app_id"],
         secret: str = DEMO_CREDENTIALS["secret"],
-        today: Callable[[], dt.date] = utc_today,
         revoke_after_uses: int | None = None,
-        page_cap: int | None = None,  # served and reported in page_info.page_size
+        **options: Unpack[EmulatorOptions],
     ) -> None:
-        super().__init__(faults, today, page_cap)
-        self.accounts = {a.id: a for a in accounts}  # every one has authorised the app
+        super().__init__(accounts, **options)
         self.access_token = access_token
         self.app_id = app_id
         self.secret = secret

@@ -10,10 +10,10 @@ import json
 import math
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 
@@ -173,3 +173,21 @@ class Emulator(ABC):
     @abstractmethod
     def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
         """Answer with the platform's own form of a throttle or server error."""
+
+
+class EmulatorOptions(TypedDict, total=False):
+    """What every platform emulator takes besides its accounts and its own settings."""
+
+    faults: Faults | None  # faults to inject, in order
+    today: Callable[[], dt.date]  # the emulator's day, for sizes that change daily
+    page_cap: int | None  # serve at most this many items per page, whatever was asked
+
+
+class PlatformEmulator(Emulator):
+    """An ad platform's emulator: the ad accounts it serves, on top of what every emulator does."""
+
+    def __init__(
+        self, accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS, **options: Unpack[EmulatorOptions]
+    ) -> None:
+        super().__init__(options.get("faults"), options.get("today", utc_today), options.get("page_cap"))
+        self.accounts = {a.id: a for a in accounts}

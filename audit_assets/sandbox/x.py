@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 from oauthlib.common import Request as OAuthRequest
@@ -26,15 +26,14 @@ from oauthlib.oauth1.rfc5849 import signature
 
 from audit_assets.sandbox.world import (
     DEFAULT_ACCOUNTS,
-    Emulator,
+    EmulatorOptions,
     Fault,
     FaultKind,
-    Faults,
+    PlatformEmulator,
     SandboxAccount,
     audience_name,
     daily_size,
     stable_int,
-    utc_today,
 )
 
 DEMO_CREDENTIALS = {
@@ -79,19 +78,16 @@ def x_error(
     return httpx.Response(status, json=body, headers=headers)
 
 
-class XAdsSandbox(Emulator):
+class XAdsSandbox(PlatformEmulator):
     def __init__(
         self,
         accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
         *,
-        faults: Faults | None = None,
         credentials: Mapping[str, str] = DEMO_CREDENTIALS,
-        today: Callable[[], dt.date] = utc_today,
         clock: Callable[[], float] = time.time,
-        page_cap: int | None = None,
+        **options: Unpack[EmulatorOptions],
     ) -> None:
-        super().__init__(faults, today, page_cap)
-        self.accounts = {a.id: a for a in accounts}
+        super().__init__(accounts, **options)
         self.credentials = dict(credentials)
         self.clock = clock  # X's clock: the Date header and rate-limit resets
         self._nonces: set[tuple[str, str]] = set()
