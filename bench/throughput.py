@@ -95,7 +95,7 @@ def measure_snapshot(url: str, tmp: Path) -> int:
             client=http, platform_title="Meta", classify=meta.classify, settings=RetrySettings(),
             redact=Redactor([TOKEN]), log=log,
         )  # fmt: skip
-        client = meta.connect(ClientSettings(url, None, {"access_token": TOKEN}, PAGE_SIZE), session)
+        client = meta.PLATFORM.connect(ClientSettings(url, None, {"access_token": TOKEN}, PAGE_SIZE), session)
         snapshot = take_snapshot(
             client=client, platform=meta.PLATFORM,
             identity=SnapshotIdentity("bench", dt.date.today(), "bench-run", "meta", "bench"),

@@ -376,10 +376,6 @@ def _login_customer_id(value: str | None) -> str | None:
     return digits
 
 
-def connect(settings: ClientSettings, session: ApiSession) -> GoogleAdsClient:
-    return GoogleAdsClient(settings, session)
-
-
 PLATFORM = Platform(
     slug="google_ads",
     title="Google Ads",
@@ -391,7 +387,7 @@ PLATFORM = Platform(
     v1=V1Mapping(audience_id="id", audience_name="name", audience_size="size_for_display"),
     default_page_size=PAGE_SIZE,
     max_page_size=PAGE_SIZE,
-    connect=connect,
+    connect=GoogleAdsClient,
     auth=auth,
     classify=classify,
     default_token_url=TOKEN_URL,

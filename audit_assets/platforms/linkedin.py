@@ -290,10 +290,6 @@ def _checked_paging(body: Mapping[str, Any], start: int, what: str, page_number:
     return echoed_count or None
 
 
-def connect(settings: ClientSettings, session: ApiSession) -> LinkedInClient:
-    return LinkedInClient(settings, session)
-
-
 def auth(context: AuthContext) -> httpx.Auth:
     """Refresh-token grant when client credentials are given (tokens then never lapse), else a fixed token."""
     credentials = context.credentials
@@ -319,7 +315,7 @@ PLATFORM = Platform(
     v1=V1Mapping(audience_id="id", audience_name="name", audience_size="approximate_member_count"),
     default_page_size=100,
     max_page_size=500,
-    connect=connect,
+    connect=LinkedInClient,
     auth=auth,
     classify=classify,
     default_token_url=DEFAULT_TOKEN_URL,

@@ -222,10 +222,6 @@ def _after_cursor(paging: Mapping[str, Any]) -> str | None:
     return after or None
 
 
-def connect(settings: ClientSettings, session: ApiSession) -> MetaClient:
-    return MetaClient(settings, session)
-
-
 def auth(context: AuthContext) -> httpx.Auth:
     return BearerAuth(context.credentials["access_token"])
 
@@ -246,7 +242,7 @@ PLATFORM = Platform(
     ),
     default_page_size=100,
     max_page_size=500,
-    connect=connect,
+    connect=MetaClient,
     auth=auth,
     classify=classify,
     account_id=IdForm(prefixes=("act_",)),

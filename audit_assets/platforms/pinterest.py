@@ -193,10 +193,6 @@ def _read_page(body: Mapping[str, Any], where: str) -> tuple[list[Audience], str
     return items, bookmark
 
 
-def connect(settings: ClientSettings, session: ApiSession) -> PinterestClient:
-    return PinterestClient(settings, session)
-
-
 def auth(context: AuthContext) -> httpx.Auth:
     """Refresh with HTTP Basic client auth when the app's credentials are given, else a fixed token.
 
@@ -226,7 +222,7 @@ PLATFORM = Platform(
     v1=V1Mapping(audience_id="id", audience_name="name", audience_size="size"),
     default_page_size=MAX_PAGE_SIZE,
     max_page_size=MAX_PAGE_SIZE,
-    connect=connect,
+    connect=PinterestClient,
     auth=auth,
     classify=classify,
     default_token_url=TOKEN_URL,

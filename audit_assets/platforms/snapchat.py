@@ -194,10 +194,6 @@ def _unwrap(wrapper: Any, item_key: str, where: str) -> dict[str, Any]:
     return item
 
 
-def connect(settings: ClientSettings, session: ApiSession) -> SnapchatClient:
-    return SnapchatClient(settings, session)
-
-
 def auth(context: AuthContext) -> httpx.Auth:
     """Snap access tokens last 30 minutes: refresh before expiry, and again on a 401 mid-snapshot."""
     credentials = context.credentials
@@ -221,7 +217,7 @@ PLATFORM = Platform(
     v1=V1Mapping(audience_id="id", audience_name="name", audience_size="approximate_number_users"),
     default_page_size=MAX_LIMIT,
     max_page_size=MAX_LIMIT,
-    connect=connect,
+    connect=SnapchatClient,
     auth=auth,
     classify=classify,
     default_token_url=TOKEN_URL,

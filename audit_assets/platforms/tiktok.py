@@ -254,10 +254,6 @@ class TikTokClient:
             page += 1
 
 
-def connect(settings: ClientSettings, session: ApiSession) -> TikTokClient:
-    return TikTokClient(settings, session)
-
-
 def auth(context: AuthContext) -> httpx.Auth:
     return AccessTokenAuth(context.credentials["access_token"])
 
@@ -273,7 +269,7 @@ PLATFORM = Platform(
     v1=V1Mapping(audience_id="audience_id", audience_name="name", audience_size="cover_num"),
     default_page_size=100,
     max_page_size=100,
-    connect=connect,
+    connect=TikTokClient,
     auth=auth,
     classify=classify,
 )

@@ -266,10 +266,6 @@ def _read_page(body: Mapping[str, Any], where: str) -> tuple[list[Audience], str
     return data, cursor
 
 
-def connect(settings: ClientSettings, session: ApiSession) -> XAdsClient:
-    return XAdsClient(settings, session)
-
-
 def auth(context: AuthContext) -> httpx.Auth:
     c = context.credentials
     return OAuth1Auth(c["consumer_key"], c["consumer_secret"], c["access_token"], c["access_token_secret"])
@@ -286,7 +282,7 @@ PLATFORM = Platform(
     v1=V1Mapping(audience_id="id", audience_name="name", audience_size="audience_size"),
     default_page_size=1000,
     max_page_size=1000,
-    connect=connect,
+    connect=XAdsClient,
     auth=auth,
     classify=classify,
 )
