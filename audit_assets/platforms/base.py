@@ -174,3 +174,10 @@ def require_mapping(body: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(body, Mapping):
         raise BadResponse(f"{what}: expected a JSON object, got {type(body).__name__}")
     return body
+
+
+def require_object_list(value: Any, name: str, where: str) -> list[dict[str, Any]]:
+    """``value`` as a list of JSON objects (audiences, accounts, rows), or BadResponse naming ``name``."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise BadResponse(f"{where} has no {name} list of objects")
+    return value

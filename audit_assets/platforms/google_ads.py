@@ -37,6 +37,7 @@ from audit_assets.platforms.base import (
     Platform,
     PlatformError,
     require_mapping,
+    require_object_list,
 )
 from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Refused, Throttled, Transient, Verdict
 from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
@@ -345,10 +346,8 @@ class GoogleAdsClient:
             body = require_mapping(
                 self._session.request_json("POST", url, what=what, json_body=request, headers=headers), what
             )
-            results = body.get("results", [])  # proto3 JSON leaves an empty list out
-            if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
-                raise BadResponse(f"{what}: page {page_number} has no 'results' list of objects")
-            yield results
+            # proto3 JSON leaves an empty list out
+            yield require_object_list(body.get("results", []), "'results'", f"{what}: page {page_number}")
             token = body.get("nextPageToken")
             if token is None or token == "":
                 return

@@ -45,6 +45,7 @@ from audit_assets.platforms.base import (
     IdForm,
     Platform,
     require_mapping,
+    require_object_list,
 )
 from audit_assets.platforms.http import (
     ApiSession,
@@ -242,10 +243,7 @@ class LinkedInClient:
 
 
 def _elements(body: Mapping[str, Any], what: str, page_number: int) -> list[dict[str, Any]]:
-    elements = body.get("elements")
-    if not isinstance(elements, list) or not all(isinstance(e, dict) for e in elements):
-        raise BadResponse(f"{what}: page {page_number} has no 'elements' list of objects")
-    return elements
+    return require_object_list(body.get("elements"), "'elements'", f"{what}: page {page_number}")
 
 
 def _account_id(value: Any, what: str) -> str:

@@ -23,6 +23,7 @@ from audit_assets.platforms.base import (
     ClientSettings,
     IdForm,
     Platform,
+    require_object_list,
 )
 from audit_assets.platforms.http import (
     ApiSession,
@@ -202,9 +203,7 @@ class MetaClient:
 
 
 def _read_page(body: Mapping[str, Any], where: str) -> tuple[list[Audience], str | None]:
-    data = body.get("data")
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        raise BadResponse(f"{where} has no 'data' list of objects")
+    data = require_object_list(body.get("data"), "'data'", where)
     paging = body.get("paging")
     if not isinstance(paging, Mapping) or not paging.get("next"):
         return data, None

@@ -34,6 +34,7 @@ from audit_assets.platforms.base import (
     BadResponse,
     ClientSettings,
     Platform,
+    require_object_list,
 )
 from audit_assets.platforms.http import (
     ApiSession,
@@ -182,9 +183,7 @@ class PinterestClient:
 
 
 def _read_page(body: Mapping[str, Any], where: str) -> tuple[list[Audience], str | None]:
-    items = body.get("items")
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        raise BadResponse(f"{where} has no 'items' list of objects")
+    items = require_object_list(body.get("items"), "'items'", where)
     bookmark = body.get("bookmark")
     if bookmark is None or bookmark == "":
         return items, None

@@ -32,6 +32,7 @@ from audit_assets.platforms.base import (
     BadResponse,
     ClientSettings,
     Platform,
+    require_object_list,
 )
 from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Refused, Transient, Verdict
 from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
@@ -121,11 +122,11 @@ class SnapchatClient:
         url = f"{self._root}/me/organizations"
         for page in self._pages(url, {"with_ad_accounts": "true"}, "organizations", "organization", what):
             for organization in page:
-                ad_accounts = organization.get("ad_accounts", [])
-                if not isinstance(ad_accounts, list) or not all(isinstance(a, dict) for a in ad_accounts):
-                    raise BadResponse(
-                        f"{what}: organization {organization.get('id')!r} has no 'ad_accounts' list of objects"
-                    )
+                ad_accounts = require_object_list(
+                    organization.get("ad_accounts", []),
+                    "'ad_accounts'",
+                    f"{what}: organization {organization.get('id')!r}",
+                )
                 for account in ad_accounts:
                     account_id = account.get("id")
                     if not isinstance(account_id, str) or not account_id:

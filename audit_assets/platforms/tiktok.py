@@ -40,6 +40,7 @@ from audit_assets.platforms.base import (
     ClientSettings,
     Platform,
     require_mapping,
+    require_object_list,
 )
 from audit_assets.platforms.http import (
     ApiSession,
@@ -140,10 +141,7 @@ def _data(body: Any, what: str) -> Mapping[str, Any]:
 
 
 def _object_list(data: Mapping[str, Any], what: str) -> list[dict[str, Any]]:
-    items = data.get("list")
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        raise BadResponse(f"{what}: 'data.list' is not a list of objects")
-    return items
+    return require_object_list(data.get("list"), "'data.list'", what)
 
 
 def _count(page_info: Mapping[str, Any], key: str, what: str, minimum: int) -> int:

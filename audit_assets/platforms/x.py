@@ -46,6 +46,7 @@ from audit_assets.platforms.base import (
     BadResponse,
     ClientSettings,
     Platform,
+    require_object_list,
 )
 from audit_assets.platforms.http import (
     ApiSession,
@@ -255,9 +256,7 @@ class XAdsClient:
 
 
 def _read_page(body: Mapping[str, Any], where: str) -> tuple[list[Audience], str | None]:
-    data = body.get("data")
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        raise BadResponse(f"{where} has no 'data' list of objects")
+    data = require_object_list(body.get("data"), "'data'", where)
     if "next_cursor" not in body:
         raise BadResponse(f"{where} has no 'next_cursor'")
     cursor = body["next_cursor"]
