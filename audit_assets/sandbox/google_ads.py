@@ -26,20 +26,8 @@ from typing import Any, Unpack
 
 import httpx
 
+from audit_assets.sandbox import world
 from audit_assets.sandbox.oauth import TokenIssuer
-from audit_assets.sandbox.world import (
-    DEFAULT_ACCOUNTS,
-    EmulatorOptions,
-    Fault,
-    FaultKind,
-    PlatformEmulator,
-    SandboxAccount,
-    audience_name,
-    daily_size,
-    opaque_cursor,
-    read_cursor,
-    stable_int,
-)
 
 DEMO_CREDENTIALS = {
     "developer_token": "sandbox-google-ads-developer-token",
@@ -47,7 +35,7 @@ DEMO_CREDENTIALS = {
     "client_secret": "sandbox-google-ads-client-secret",
     "refresh_token": "sandbox-google-ads-refresh-token",
 }
-DEFAULT_MANAGER = SandboxAccount("9000000001", "Sandbox Agency (manager)", audiences=0)
+DEFAULT_MANAGER = world.SandboxAccount("9000000001", "Sandbox Agency (manager)", audiences=0)
 SUPPORTED_VERSIONS = frozenset({"v23", "v24", "v25", "v26"})
 DEFAULT_PAGE_SIZE = 5
 TOKEN_PATH = "/token"
@@ -134,26 +122,26 @@ def ads_error(
             {
                 "@type": f"type.googleapis.com/google.ads.googleads.{version}.errors.GoogleAdsFailure",
                 "errors": [failure],
-                "requestId": f"sbx{stable_int(str(request.url), request.content) % 10**12:012d}",
+                "requestId": f"sbx{world.stable_int(str(request.url), request.content) % 10**12:012d}",
             }
         ]
     return httpx.Response(http_status, json={"error": error}, headers=headers)
 
 
-class GoogleAdsSandbox(PlatformEmulator):
+class GoogleAdsSandbox(world.PlatformEmulator):
     """A manager with client customers, some also directly accessible; each client has user lists."""
 
     def __init__(
         self,
-        accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
+        accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
         *,
-        manager: SandboxAccount | None = DEFAULT_MANAGER,
+        manager: world.SandboxAccount | None = DEFAULT_MANAGER,
         directly_accessible: Sequence[str] = ("1000000002", "1000000003"),
         credentials: Mapping[str, str] = DEMO_CREDENTIALS,
         developer_token_approved: bool = True,
         page_size: int = DEFAULT_PAGE_SIZE,
         expire_after_uses: int | None = None,
-        **options: Unpack[EmulatorOptions],
+        **options: Unpack[world.EmulatorOptions],
     ) -> None:
         super().__init__(accounts, **options)
         self.manager = manager
@@ -195,8 +183,8 @@ class GoogleAdsSandbox(PlatformEmulator):
             return self._search(request, search["cid"])
         return ads_error(request, 404, "NOT_FOUND", f"The requested URL {request.url.path} was not found.")
 
-    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
-        if fault.kind is FaultKind.THROTTLE:
+    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
+        if fault.kind is world.FaultKind.THROTTLE:
             seconds = fault.wait_minutes * 60
             details: dict[str, Any] = {}
             if seconds >= 3600:  # the daily operations quota of the developer token (the documented body)
@@ -303,7 +291,7 @@ class GoogleAdsSandbox(PlatformEmulator):
         if end > offset:
             response["results"] = [{key: _select(r, fields)} for r in rows[offset:end]]
         if end < len(rows):
-            response["nextPageToken"] = opaque_cursor(end, digest)
+            response["nextPageToken"] = world.opaque_cursor(end, digest)
         response["fieldMask"] = ",".join(f"{key}.{_camel_path(f)}" for f in fields)
         response["queryResourceConsumption"] = str(10 + end - offset)
         return httpx.Response(200, json=response)
@@ -337,7 +325,7 @@ class GoogleAdsSandbox(PlatformEmulator):
             )
         return None
 
-    def _customer(self, cid: str) -> SandboxAccount | None:
+    def _customer(self, cid: str) -> world.SandboxAccount | None:
         if self.manager is not None and cid == self.manager.id:
             return self.manager
         return self.accounts.get(cid)
@@ -374,9 +362,9 @@ class GoogleAdsSandbox(PlatformEmulator):
         return [self._user_list(account, i, day) for i in range(account.audiences)]
 
     @staticmethod
-    def _user_list(account: SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
+    def _user_list(account: world.SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
         list_id = user_list_id(account.id, index)
-        name = audience_name(account.id, index)
+        name = world.audience_name(account.id, index)
         kind = _KINDS[index % len(_KINDS)]
         item: dict[str, Any] = {
             "resourceName": f"customers/{account.id}/userLists/{list_id}",
@@ -394,7 +382,7 @@ class GoogleAdsSandbox(PlatformEmulator):
         seed = f"customers/{account.id}/userLists/{user_list_id(account.id, 0)}"
         if kind in ("crm", "app"):
             item["type"] = "CRM_BASED"
-            item["matchRatePercentage"] = 30 + stable_int(list_id, "match") % 50
+            item["matchRatePercentage"] = 30 + world.stable_int(list_id, "match") % 50
             item["crmBasedUserList"] = (
                 {"appId": "com.example.sandbox", "uploadKeyType": "MOBILE_ADVERTISING_ID"}
                 if kind == "app"
@@ -412,7 +400,7 @@ class GoogleAdsSandbox(PlatformEmulator):
             }
         elif kind == "basic":
             item["type"] = "REMARKETING"
-            action = f"customers/{account.id}/remarketingActions/{stable_int(list_id) % 10**9}"
+            action = f"customers/{account.id}/remarketingActions/{world.stable_int(list_id) % 10**9}"
             item["basicUserList"] = {"actions": [{"remarketingAction": action}]}
         else:
             item["type"] = "LOGICAL"
@@ -420,7 +408,7 @@ class GoogleAdsSandbox(PlatformEmulator):
         if kind == "lookalike":  # not yet determined: Google leaves the sizes out
             item["sizeRangeForDisplay"] = item["sizeRangeForSearch"] = "UNKNOWN"
             return item
-        display = daily_size(list_id, day) + (HUGE_SIZE_OFFSET if kind == "huge" else 0)
+        display = world.daily_size(list_id, day) + (HUGE_SIZE_OFFSET if kind == "huge" else 0)
         item["sizeForDisplay"] = str(display)
         item["sizeRangeForDisplay"] = _size_range(display)
         if item["eligibleForSearch"]:
@@ -432,7 +420,7 @@ class GoogleAdsSandbox(PlatformEmulator):
 
 def expected_size_for_display(account_id: str, index: int, day: dt.date) -> int | None:
     """What the sandbox reports as ``sizeForDisplay`` (None when left out), for tests and benchmarks."""
-    size = GoogleAdsSandbox._user_list(SandboxAccount(account_id, ""), index, day).get("sizeForDisplay")
+    size = GoogleAdsSandbox._user_list(world.SandboxAccount(account_id, ""), index, day).get("sizeForDisplay")
     return int(size) if size is not None else None
 
 
@@ -540,7 +528,7 @@ def _offset(token: Any, digest: str) -> int:
     """Where a page starts; a token from another query (or customer) is refused, as Google does."""
     if token is None:
         return 0
-    offset, token_digest = read_cursor(str(token), int, str)
+    offset, token_digest = world.read_cursor(str(token), int, str)
     if token_digest != digest:
         raise ValueError("page token of another query")
     return offset

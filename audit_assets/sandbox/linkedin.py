@@ -25,20 +25,8 @@ from urllib.parse import unquote
 
 import httpx
 
+from audit_assets.sandbox import world
 from audit_assets.sandbox.oauth import TokenIssuer
-from audit_assets.sandbox.world import (
-    DEFAULT_ACCOUNTS,
-    EmulatorOptions,
-    Fault,
-    FaultKind,
-    PlatformEmulator,
-    SandboxAccount,
-    audience_name,
-    daily_size,
-    opaque_cursor,
-    read_cursor,
-    stable_int,
-)
 
 DEMO_CREDENTIALS = {
     "client_id": "sandbox-linkedin-client",
@@ -73,10 +61,10 @@ def segment_id_of(account_id: str, index: int) -> int:
     return int(f"1{account_id[-4:]}{index:05d}")
 
 
-class LinkedInMarketingSandbox(PlatformEmulator):
+class LinkedInMarketingSandbox(world.PlatformEmulator):
     def __init__(
         self,
-        accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
+        accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
         *,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         client_id: str = DEMO_CREDENTIALS["client_id"],
@@ -85,7 +73,7 @@ class LinkedInMarketingSandbox(PlatformEmulator):
         access_tokens: Collection[str] = (),
         expire_after_uses: int | None = None,
         rotate_refresh_token: bool = False,
-        **options: Unpack[EmulatorOptions],
+        **options: Unpack[world.EmulatorOptions],
     ) -> None:
         super().__init__(accounts, **options)
         self.now = now
@@ -129,9 +117,9 @@ class LinkedInMarketingSandbox(PlatformEmulator):
             return self._segments(params)
         return self._error(404, "NOT_FOUND", "No virtual resource found")
 
-    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
+    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
         """A 429 has no wait estimate; ``wait_minutes`` > 0 makes it the DAY quota (reset at 00:00 UTC)."""
-        if fault.kind is FaultKind.THROTTLE:
+        if fault.kind is world.FaultKind.THROTTLE:
             window = "APPLICATION_AND_MEMBER DAY limit" if fault.wait_minutes > 0 else "limit"
             return self._error(
                 429,
@@ -166,7 +154,7 @@ class LinkedInMarketingSandbox(PlatformEmulator):
             if statuses is None or self._status(a) in statuses
         ]
         end = min(offset + size, len(rows))
-        metadata = {"nextPageToken": opaque_cursor(end)} if end < len(rows) else {}
+        metadata = {"nextPageToken": world.opaque_cursor(end)} if end < len(rows) else {}
         return self._reply({"elements": rows[offset:end], "metadata": metadata})
 
     def _segments(self, params: dict[str, str]) -> httpx.Response:
@@ -194,47 +182,47 @@ class LinkedInMarketingSandbox(PlatformEmulator):
         paging = {"start": start, "count": count, "total": len(rows), "links": []}
         return self._reply({"elements": rows[start : start + count], "paging": paging})
 
-    def _status(self, account: SandboxAccount) -> str:
+    def _status(self, account: world.SandboxAccount) -> str:
         return "ACTIVE" if account.active else "CANCELED"
 
-    def _account(self, account: SandboxAccount) -> dict[str, Any]:
+    def _account(self, account: world.SandboxAccount) -> dict[str, Any]:
         return {
             "id": int(account.id),
             "name": account.name,
             "status": self._status(account),
             "type": "BUSINESS",
             "currency": "USD",
-            "reference": f"urn:li:organization:{stable_int(account.id, 'org') % 10**8}",
+            "reference": f"urn:li:organization:{world.stable_int(account.id, 'org') % 10**8}",
             "test": False,
             "notifiedOnCampaignOptimization": False,
             "servingStatuses": ["RUNNABLE"] if account.active else ["ACCOUNT_TOTAL_BUDGET_HOLD"],
-            "version": {"versionTag": str(stable_int(account.id, "version") % 100)},
+            "version": {"versionTag": str(world.stable_int(account.id, "version") % 100)},
         }
 
     @staticmethod
-    def segment(account: SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
+    def segment(account: world.SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
         """One ad segment as LinkedIn returns it; sizes drift day by day."""
         segment_id = segment_id_of(account.id, index)
-        name = audience_name(account.id, index)
-        created = 1_700_000_000_000 + stable_int(segment_id, "created") % 40_000_000_000
+        name = world.audience_name(account.id, index)
+        created = 1_700_000_000_000 + world.stable_int(segment_id, "created") % 40_000_000_000
         segment: dict[str, Any] = {
             "account": f"{ACCOUNT_URN}{account.id}",
             "created": {"actor": "urn:li:unknown:0", "time": created},
             "id": segment_id,
             "lastModified": {
                 "actor": "urn:li:unknown:0",
-                "time": created + stable_int(segment_id, "mod") % 10**9,
+                "time": created + world.stable_int(segment_id, "mod") % 10**9,
             },
             "name": name,
             "type": "RETARGETING" if "visitors" in name else ("LOOKALIKE" if "Lookalike" in name else "BULK"),
-            "versionTag": str(stable_int(segment_id, "version") % 10**11),
+            "versionTag": str(world.stable_int(segment_id, "version") % 10**11),
         }
         if index % 3 == 0:
             segment["description"] = f"Sandbox segment {index} of {account.name}"
         if index == BUILDING_INDEX:
             segment["status"] = "BUILDING"
         else:
-            size = daily_size(str(segment_id), day)
+            size = world.daily_size(str(segment_id), day)
             segment["status"] = "READY"
             segment["approximateMemberCount"] = 3_000_000_000 + size if index == BIG_SIZE_INDEX else size
         return dict(sorted(segment.items()))
@@ -289,7 +277,7 @@ def _int_param(params: dict[str, str], name: str, default: int, low: int, high: 
 def _decode_token(raw: str | None) -> int:
     if raw is None:
         return 0
-    (offset,) = read_cursor(unquote(raw), int)
+    (offset,) = world.read_cursor(unquote(raw), int)
     return offset
 
 

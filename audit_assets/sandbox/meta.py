@@ -16,20 +16,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from audit_assets.sandbox.world import (
-    DEFAULT_ACCOUNTS,
-    EmulatorOptions,
-    Fault,
-    FaultKind,
-    PlatformEmulator,
-    SandboxAccount,
-    audience_name,
-    daily_size,
-    opaque_cursor,
-    read_cursor,
-    stable_int,
-    unit,
-)
+from audit_assets.sandbox import world
 
 DEMO_CREDENTIALS = {"access_token": "sandbox-meta-demo-token"}
 DEFAULT_LIMIT = 25
@@ -52,7 +39,7 @@ _ACCOUNT_FIELDS = frozenset({"id", "account_id", "account_status", "name"})
 
 
 def _trace(request: httpx.Request) -> str:
-    return f"Sbx{stable_int(str(request.url)) % 10**9:09d}"
+    return f"Sbx{world.stable_int(str(request.url)) % 10**9:09d}"
 
 
 def graph_error(
@@ -71,16 +58,16 @@ def graph_error(
     return httpx.Response(status, json={"error": error}, headers=headers)
 
 
-class MetaGraphSandbox(PlatformEmulator):
+class MetaGraphSandbox(world.PlatformEmulator):
     def __init__(
         self,
-        accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
+        accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
         *,
         token: str = DEMO_CREDENTIALS["access_token"],
         empty_pages: int = 0,
         new_fields: dict[str, Any] | None = None,
         heaviest_page: int | None = None,
-        **options: Unpack[EmulatorOptions],
+        **options: Unpack[world.EmulatorOptions],
     ) -> None:
         super().__init__(accounts, **options)
         self.token = token
@@ -118,8 +105,8 @@ class MetaGraphSandbox(PlatformEmulator):
             subcode=33,
         )
 
-    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
-        if fault.kind is FaultKind.THROTTLE:
+    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
+        if fault.kind is world.FaultKind.THROTTLE:
             usage = {
                 "1000000001": [
                     {
@@ -146,7 +133,7 @@ class MetaGraphSandbox(PlatformEmulator):
         )
 
     @staticmethod
-    def _account(account: SandboxAccount) -> dict[str, Any]:
+    def _account(account: world.SandboxAccount) -> dict[str, Any]:
         return {
             "id": f"act_{account.id}",
             "account_id": account.id,
@@ -154,7 +141,7 @@ class MetaGraphSandbox(PlatformEmulator):
             "name": account.name,
         }
 
-    def _audience_page(self, request: httpx.Request, account: SandboxAccount) -> httpx.Response:
+    def _audience_page(self, request: httpx.Request, account: world.SandboxAccount) -> httpx.Response:
         fields = _requested_fields(request)
         unknown = sorted(fields - _KNOWN_FIELDS)
         if unknown:
@@ -196,9 +183,9 @@ class MetaGraphSandbox(PlatformEmulator):
     ) -> httpx.Response:
         body: dict[str, Any] = {"data": items}
         if items or more:
-            after = opaque_cursor(end, empties)
+            after = world.opaque_cursor(end, empties)
             paging: dict[str, Any] = {
-                "cursors": {"before": opaque_cursor(max(0, end - len(items)), empties), "after": after}
+                "cursors": {"before": world.opaque_cursor(max(0, end - len(items)), empties), "after": after}
             }
             if more:
                 paging["next"] = str(request.url.copy_set_param("after", after))
@@ -206,11 +193,11 @@ class MetaGraphSandbox(PlatformEmulator):
         return httpx.Response(200, json=body)
 
     @staticmethod
-    def _audience(account: SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
+    def _audience(account: world.SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
         audience_id = audience_id_of(account.id, index)
-        name = audience_name(account.id, index)
+        name = world.audience_name(account.id, index)
         lookalike = name.startswith("Lookalike")
-        created = 1_700_000_000 + stable_int(audience_id, "created") % 40_000_000
+        created = 1_700_000_000 + world.stable_int(audience_id, "created") % 40_000_000
         audience: dict[str, Any] = {
             "id": audience_id,
             "account_id": account.id,
@@ -218,13 +205,13 @@ class MetaGraphSandbox(PlatformEmulator):
             "description": f"Sandbox audience {index} of {account.name}",
             "subtype": "LOOKALIKE" if lookalike else ("WEBSITE" if "visitors" in name else "CUSTOM"),
             "time_created": created,
-            "time_updated": created + stable_int(audience_id, "updated") % 1_000_000,
+            "time_updated": created + world.stable_int(audience_id, "updated") % 1_000_000,
             "retention_days": 180 if "180d" in name else 0,
             "is_value_based": False,
             "sharing_status": {"sharing_relationship_id": 0, "status": "NOT_SHARED"},
             "permission_for_actions": {"can_edit": True, "can_see_insight": "True", "can_share": "True"},
         }
-        unavailable = lookalike and unit(audience_id, "lal") < 0.5
+        unavailable = lookalike and world.unit(audience_id, "lal") < 0.5
         if unavailable:
             audience |= {
                 "approximate_count_lower_bound": -1,
@@ -234,7 +221,7 @@ class MetaGraphSandbox(PlatformEmulator):
                 "lookalike_spec": {"country": "US", "ratio": 0.01, "type": "similarity"},
             }
         else:
-            size = daily_size(audience_id, day)
+            size = world.daily_size(audience_id, day)
             audience |= {
                 "approximate_count_lower_bound": size,
                 "approximate_count_upper_bound": int(size * 1.176),
@@ -269,7 +256,7 @@ def _position(request: httpx.Request) -> tuple[int, int, int]:
     after = request.url.params.get("after")
     if not after:
         return limit, 0, 0
-    offset, empties = read_cursor(after, int, int)
+    offset, empties = world.read_cursor(after, int, int)
     return limit, offset, empties
 
 

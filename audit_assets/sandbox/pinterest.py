@@ -19,20 +19,8 @@ from typing import Any, Unpack
 
 import httpx
 
+from audit_assets.sandbox import world
 from audit_assets.sandbox.oauth import TokenIssuer
-from audit_assets.sandbox.world import (
-    DEFAULT_ACCOUNTS,
-    EmulatorOptions,
-    Fault,
-    FaultKind,
-    PlatformEmulator,
-    SandboxAccount,
-    audience_name,
-    daily_size,
-    opaque_cursor,
-    read_cursor,
-    stable_int,
-)
 
 DEMO_CREDENTIALS = {
     "client_id": "1500000001",
@@ -67,14 +55,14 @@ def audience_size(account_id: str, index: int, day: dt.date) -> int | None:
     """Null while an audience initialises (every 4th, from the 3rd); actalikes exceed 2**31."""
     if index % 4 == 2:
         return None
-    size = daily_size(audience_id_of(account_id, index), day)
-    return 2**31 + size if _audience_type(audience_name(account_id, index)) == "ACTALIKE" else size
+    size = world.daily_size(audience_id_of(account_id, index), day)
+    return 2**31 + size if _audience_type(world.audience_name(account_id, index)) == "ACTALIKE" else size
 
 
-class PinterestSandbox(PlatformEmulator):
+class PinterestSandbox(world.PlatformEmulator):
     def __init__(
         self,
-        accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
+        accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
         *,
         shared: Collection[str] = DEFAULT_SHARED,
         access_token: str | None = None,
@@ -84,7 +72,7 @@ class PinterestSandbox(PlatformEmulator):
         expire_after_uses: int | None = None,
         rotate_refresh_token: bool = True,
         empty_pages: int = 0,
-        **options: Unpack[EmulatorOptions],
+        **options: Unpack[world.EmulatorOptions],
     ) -> None:
         super().__init__(accounts, **options)
         self.shared = frozenset(shared)
@@ -124,8 +112,8 @@ class PinterestSandbox(PlatformEmulator):
         rows = [self._audience(account, i, day) for i in range(account.audiences)]
         return self._paged(request, rows, self.empty_pages, "Invalid ad account audience parameters.")
 
-    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
-        if fault.kind is FaultKind.THROTTLE:
+    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
+        if fault.kind is world.FaultKind.THROTTLE:
             return pinterest_error(
                 429,
                 8,
@@ -177,15 +165,19 @@ class PinterestSandbox(PlatformEmulator):
             return pinterest_error(400, 400, invalid)
         size = self.served(size)
         if offset == size and offset < len(rows) and empties < empty_pages:
-            return httpx.Response(200, json={"items": [], "bookmark": opaque_cursor(offset, empties + 1)})
+            return httpx.Response(
+                200, json={"items": [], "bookmark": world.opaque_cursor(offset, empties + 1)}
+            )
         end = min(offset + size, len(rows))
-        bookmark = opaque_cursor(end, empties) if end < len(rows) else None
+        bookmark = world.opaque_cursor(end, empties) if end < len(rows) else None
         return httpx.Response(200, json={"items": rows[offset:end], "bookmark": bookmark})
 
-    def _account(self, account: SandboxAccount) -> dict[str, Any]:
+    def _account(self, account: world.SandboxAccount) -> dict[str, Any]:
         shared = account.id in self.shared
-        created = 1_600_000_000 + stable_int(account.id, "created") % 100_000_000
-        owner_id = f"70000000{stable_int(account.id, 'owner') % 10**8:08d}" if shared else SANDBOX_USER_ID
+        created = 1_600_000_000 + world.stable_int(account.id, "created") % 100_000_000
+        owner_id = (
+            f"70000000{world.stable_int(account.id, 'owner') % 10**8:08d}" if shared else SANDBOX_USER_ID
+        )
         return {
             "id": account.id,
             "name": account.name,
@@ -200,16 +192,16 @@ class PinterestSandbox(PlatformEmulator):
                 else ["OWNER"]
             ),
             "created_time": created,
-            "updated_time": created + stable_int(account.id, "updated") % 1_000_000,
+            "updated_time": created + world.stable_int(account.id, "updated") % 1_000_000,
         }
 
     @staticmethod
-    def _audience(account: SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
+    def _audience(account: world.SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
         audience_id = audience_id_of(account.id, index)
-        name = audience_name(account.id, index)
+        name = world.audience_name(account.id, index)
         kind = _audience_type(name)
         size = audience_size(account.id, index, day)
-        created = 1_650_000_000 + stable_int(audience_id, "created") % 50_000_000
+        created = 1_650_000_000 + world.stable_int(audience_id, "created") % 50_000_000
         return {
             "id": audience_id,
             "ad_account_id": account.id,
@@ -222,7 +214,7 @@ class PinterestSandbox(PlatformEmulator):
             "type": "audience",
             "created_by_company_name": "Sandbox Co" if index % 2 == 0 else None,
             "created_timestamp": created,
-            "updated_timestamp": created + stable_int(audience_id, "updated") % 1_000_000,
+            "updated_timestamp": created + world.stable_int(audience_id, "updated") % 1_000_000,
         }
 
 
@@ -261,7 +253,7 @@ def _position(request: httpx.Request) -> tuple[int, int, int]:
     bookmark = params.get("bookmark")
     if not bookmark:
         return size, 0, 0
-    offset, empties = read_cursor(bookmark, int, int)
+    offset, empties = world.read_cursor(bookmark, int, int)
     return size, offset, empties
 
 

@@ -20,20 +20,8 @@ from typing import Any, Unpack
 
 import httpx
 
+from audit_assets.sandbox import world
 from audit_assets.sandbox.oauth import TokenIssuer
-from audit_assets.sandbox.world import (
-    DEFAULT_ACCOUNTS,
-    EmulatorOptions,
-    Fault,
-    FaultKind,
-    PlatformEmulator,
-    SandboxAccount,
-    audience_name,
-    daily_size,
-    opaque_cursor,
-    read_cursor,
-    stable_int,
-)
 
 TOKEN_PATH = "/login/oauth2/access_token"
 DEMO_CREDENTIALS = {
@@ -51,7 +39,7 @@ _SEGMENTS = re.compile(r"adaccounts/(?P<account>[^/]+)/segments")
 
 def _uuid(*parts: object) -> str:
     """A stable UUID, the form Snap gives organizations."""
-    return str(uuid.UUID(int=stable_int(*parts, "hi") << 64 | stable_int(*parts, "lo")))
+    return str(uuid.UUID(int=world.stable_int(*parts, "hi") << 64 | world.stable_int(*parts, "lo")))
 
 
 def _timestamp(seconds: int) -> str:
@@ -82,20 +70,20 @@ def snap_error(
 
 
 def _request_id(request: httpx.Request) -> str:
-    return f"{stable_int(str(request.url)):016x}00ff0sbx"
+    return f"{world.stable_int(str(request.url)):016x}00ff0sbx"
 
 
-class SnapchatSandbox(PlatformEmulator):
+class SnapchatSandbox(world.PlatformEmulator):
     def __init__(
         self,
-        accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
+        accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
         *,
         credentials: Mapping[str, str] = DEMO_CREDENTIALS,
         expire_after_uses: int | None = None,
         organizations: int = 2,
         organizations_per_page: int | None = None,
         empty_pages: int = 0,
-        **options: Unpack[EmulatorOptions],
+        **options: Unpack[world.EmulatorOptions],
     ) -> None:
         super().__init__(accounts, **options)
         self.issuer = TokenIssuer(
@@ -146,9 +134,9 @@ class SnapchatSandbox(PlatformEmulator):
             display_message="We're sorry, but the requested resource is not available at this time",
         )
 
-    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
+    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
         # Airbyte's error_429.json / error_response(): a bare 429 with no rate-limit headers.
-        if fault.kind is FaultKind.THROTTLE:
+        if fault.kind is world.FaultKind.THROTTLE:
             message = "Rate limit exceeded"
             status = 429
         else:
@@ -158,7 +146,7 @@ class SnapchatSandbox(PlatformEmulator):
             status, json={"request_status": "ERROR", "request_id": _request_id(request), "msg": message}
         )
 
-    def segments(self, account: SandboxAccount) -> list[dict[str, Any]]:
+    def segments(self, account: world.SandboxAccount) -> list[dict[str, Any]]:
         """Every segment of an account as the API shows it today, in listing order."""
         day = self.today()
         organization = next(org for org, members in self.organizations if account in members)
@@ -188,7 +176,7 @@ class SnapchatSandbox(PlatformEmulator):
         end = min(offset + per_page, len(items))
         return self._reply(request, "organizations", items[offset:end], end, 0, more=end < len(items))
 
-    def _segment_page(self, request: httpx.Request, account: SandboxAccount) -> httpx.Response:
+    def _segment_page(self, request: httpx.Request, account: world.SandboxAccount) -> httpx.Response:
         try:
             limit = int(request.url.params.get("limit", DEFAULT_LIMIT))
         except ValueError:
@@ -214,17 +202,17 @@ class SnapchatSandbox(PlatformEmulator):
         body: dict[str, Any] = {"request_status": "SUCCESS", "request_id": _request_id(request)}
         if more:
             body["paging"] = {
-                "next_link": str(request.url.copy_set_param("cursor", opaque_cursor(end, empties)))
+                "next_link": str(request.url.copy_set_param("cursor", world.opaque_cursor(end, empties)))
             }
         body[key] = items
         return httpx.Response(200, json=body)
 
 
-def _ad_account(account: SandboxAccount, organization_id: str) -> dict[str, Any]:
+def _ad_account(account: world.SandboxAccount, organization_id: str) -> dict[str, Any]:
     return {
         "id": account.id,
-        "updated_at": _timestamp(1_700_000_000 + stable_int(account.id) % 1_000_000),
-        "created_at": _timestamp(1_650_000_000 + stable_int(account.id) % 1_000_000),
+        "updated_at": _timestamp(1_700_000_000 + world.stable_int(account.id) % 1_000_000),
+        "created_at": _timestamp(1_650_000_000 + world.stable_int(account.id) % 1_000_000),
         "name": account.name,
         "type": "PARTNER",
         "status": "ACTIVE" if account.active else "PAUSED",
@@ -248,15 +236,15 @@ def _source_type(name: str) -> str:
     return "FIRST_PARTY"
 
 
-def _segment(account: SandboxAccount, organization_id: str, index: int, day: dt.date) -> dict[str, Any]:
+def _segment(account: world.SandboxAccount, organization_id: str, index: int, day: dt.date) -> dict[str, Any]:
     segment_id = segment_id_of(account.id, index)
-    name = audience_name(account.id, index)
+    name = world.audience_name(account.id, index)
     source_type = _source_type(name)
-    created = 1_700_000_000 + stable_int(segment_id, "created") % 40_000_000
+    created = 1_700_000_000 + world.stable_int(segment_id, "created") % 40_000_000
     retention = next((days for days in (30, 90, 180) if f"{days}d" in name), 9999)
     segment: dict[str, Any] = {
         "id": segment_id,
-        "updated_at": _timestamp(created + stable_int(segment_id, "updated") % 1_000_000),
+        "updated_at": _timestamp(created + world.stable_int(segment_id, "updated") % 1_000_000),
         "created_at": _timestamp(created),
         "name": name,
         "ad_account_id": account.id,
@@ -280,9 +268,9 @@ def _segment(account: SandboxAccount, organization_id: str, index: int, day: dt.
         segment["approximate_number_users"] = None
     elif source_type == "ENGAGEMENT":
         # Deliberately beyond 32 bits, so every layer must carry sizes as 64-bit integers.
-        segment["approximate_number_users"] = 2**31 + daily_size(segment_id, day)
+        segment["approximate_number_users"] = 2**31 + world.daily_size(segment_id, day)
     else:
-        segment["approximate_number_users"] = daily_size(segment_id, day)
+        segment["approximate_number_users"] = world.daily_size(segment_id, day)
     return segment
 
 
@@ -290,7 +278,7 @@ def _cursor_position(request: httpx.Request) -> tuple[int, int]:
     cursor = request.url.params.get("cursor")
     if not cursor:
         return 0, 0
-    offset, empties = read_cursor(cursor, int, int)
+    offset, empties = world.read_cursor(cursor, int, int)
     return offset, empties
 
 

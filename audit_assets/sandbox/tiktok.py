@@ -19,18 +19,7 @@ from typing import Any, Unpack
 
 import httpx
 
-from audit_assets.sandbox.world import (
-    DEFAULT_ACCOUNTS,
-    EmulatorOptions,
-    Fault,
-    FaultKind,
-    PlatformEmulator,
-    SandboxAccount,
-    audience_name,
-    daily_size,
-    stable_int,
-    unit,
-)
+from audit_assets.sandbox import world
 
 DEMO_CREDENTIALS = {
     "access_token": "sandbox-tiktok-demo-token",
@@ -54,7 +43,7 @@ def audience_size(account_id: str, index: int, day: dt.date) -> int | None:
     """``cover_num`` on ``day``: null while "calculating" (one in five), above 2**31 for another one."""
     if index % 5 == 3:
         return None
-    size = daily_size(audience_id_of(account_id, index), day)
+    size = world.daily_size(audience_id_of(account_id, index), day)
     return BIG_AUDIENCE + size if index % 5 == 4 else size
 
 
@@ -73,9 +62,11 @@ def _audience_type(name: str) -> str:
 def sandbox_audience(account_id: str, index: int, day: dt.date) -> dict[str, Any]:
     """One audience object as dmp/custom_audience/list returns it."""
     audience_id = audience_id_of(account_id, index)
-    name = audience_name(account_id, index)
+    name = world.audience_name(account_id, index)
     kind = _audience_type(name)
-    created = dt.datetime(2025, 1, 1) + dt.timedelta(seconds=stable_int(audience_id, "created") % 30_000_000)
+    created = dt.datetime(2025, 1, 1) + dt.timedelta(
+        seconds=world.stable_int(audience_id, "created") % 30_000_000
+    )
     size = audience_size(account_id, index, day)
     shared = index % 7 == 6
     return {
@@ -84,7 +75,7 @@ def sandbox_audience(account_id: str, index: int, day: dt.date) -> dict[str, Any
         "audience_type": kind,
         "cover_num": size,
         "is_valid": size is not None,
-        "is_expiring": unit(audience_id, "expiring") < 0.2,
+        "is_expiring": world.unit(audience_id, "expiring") < 0.2,
         "expired_time": (created + dt.timedelta(days=365)).strftime("%Y-%m-%d %H:%M:%S"),
         "create_time": created.strftime("%Y-%m-%d %H:%M:%S"),
         "shared": shared,
@@ -93,16 +84,16 @@ def sandbox_audience(account_id: str, index: int, day: dt.date) -> dict[str, Any
     }
 
 
-class TikTokBusinessSandbox(PlatformEmulator):
+class TikTokBusinessSandbox(world.PlatformEmulator):
     def __init__(
         self,
-        accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
+        accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
         *,
         access_token: str = DEMO_CREDENTIALS["access_token"],
         app_id: str = DEMO_CREDENTIALS["app_id"],
         secret: str = DEMO_CREDENTIALS["secret"],
         revoke_after_uses: int | None = None,
-        **options: Unpack[EmulatorOptions],
+        **options: Unpack[world.EmulatorOptions],
     ) -> None:
         super().__init__(accounts, **options)
         self.access_token = access_token
@@ -134,8 +125,8 @@ class TikTokBusinessSandbox(PlatformEmulator):
             return self._advertiser_info(request)
         return self._audience_page(request)
 
-    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
-        if fault.kind is FaultKind.THROTTLE:
+    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
+        if fault.kind is world.FaultKind.THROTTLE:
             return self._error(
                 request, 40100, f"App {self.app_id} reached the QPS limit 10 (current QPS 14); retry later."
             )
@@ -184,7 +175,7 @@ class TikTokBusinessSandbox(PlatformEmulator):
                 "currency": "USD",
                 "timezone": "Etc/GMT",
                 "role": "ROLE_ADVERTISER",
-                "create_time": 1_700_000_000 + stable_int(account.id) % 30_000_000,
+                "create_time": 1_700_000_000 + world.stable_int(account.id) % 30_000_000,
             }
             items.append({k: v for k, v in info.items() if not fields or k in fields})
         return self._envelope(request, {"list": items})
@@ -224,7 +215,7 @@ def _json_list(raw: str | None) -> list[str]:
 
 
 def _request_id(request: httpx.Request) -> str:
-    return f"20260101{stable_int(str(request.url), len(request.url.path)) % 10**18:018d}"
+    return f"20260101{world.stable_int(str(request.url), len(request.url.path)) % 10**18:018d}"
 
 
 EMULATOR = TikTokBusinessSandbox

@@ -24,17 +24,7 @@ import httpx
 from oauthlib.common import Request as OAuthRequest
 from oauthlib.oauth1.rfc5849 import signature
 
-from audit_assets.sandbox.world import (
-    DEFAULT_ACCOUNTS,
-    EmulatorOptions,
-    Fault,
-    FaultKind,
-    PlatformEmulator,
-    SandboxAccount,
-    audience_name,
-    daily_size,
-    stable_int,
-)
+from audit_assets.sandbox import world
 
 DEMO_CREDENTIALS = {
     "consumer_key": "sandbox-x-consumer-key",
@@ -78,14 +68,14 @@ def x_error(
     return httpx.Response(status, json=body, headers=headers)
 
 
-class XAdsSandbox(PlatformEmulator):
+class XAdsSandbox(world.PlatformEmulator):
     def __init__(
         self,
-        accounts: Sequence[SandboxAccount] = DEFAULT_ACCOUNTS,
+        accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
         *,
         credentials: Mapping[str, str] = DEMO_CREDENTIALS,
         clock: Callable[[], float] = time.time,
-        **options: Unpack[EmulatorOptions],
+        **options: Unpack[world.EmulatorOptions],
     ) -> None:
         super().__init__(accounts, **options)
         self.credentials = dict(credentials)
@@ -124,8 +114,8 @@ class XAdsSandbox(PlatformEmulator):
         audiences = [self._audience(account, i, day) for i in range(account.audiences)]
         return self._page(request, audiences, params)
 
-    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
-        if fault.kind is FaultKind.THROTTLE:
+    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
+        if fault.kind is world.FaultKind.THROTTLE:
             now = int(self.clock())
             reset = str(now + fault.wait_minutes * 60)
             # The user-token limit still has room; on per-account endpoints the account limit is spent.
@@ -212,8 +202,8 @@ class XAdsSandbox(PlatformEmulator):
         return httpx.Response(200, json=body)
 
     @staticmethod
-    def _account(account: SandboxAccount) -> dict[str, Any]:
-        created = dt.datetime.fromtimestamp(1_500_000_000 + stable_int(account.id) % 10**8, dt.UTC)
+    def _account(account: world.SandboxAccount) -> dict[str, Any]:
+        created = dt.datetime.fromtimestamp(1_500_000_000 + world.stable_int(account.id) % 10**8, dt.UTC)
         return {
             "name": account.name,
             "business_name": None,
@@ -228,18 +218,18 @@ class XAdsSandbox(PlatformEmulator):
         }
 
     @staticmethod
-    def _audience(account: SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
+    def _audience(account: world.SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
         audience_id = audience_id_of(account.id, index)
-        name = audience_name(account.id, index)
+        name = world.audience_name(account.id, index)
         kind = "WEB" if "visitors" in name or "abandoners" in name else "CRM"
         if name.startswith("App"):
             kind = "MOBILE"
-        size: int | None = daily_size(audience_id, day)
+        size: int | None = world.daily_size(audience_id, day)
         if index == HUGE_INDEX:
-            size = 2**31 + 1000 * daily_size(audience_id, day)
+            size = 2**31 + 1000 * world.daily_size(audience_id, day)
         if index == PROCESSING_INDEX:
             size = None
-        created = dt.datetime.fromtimestamp(1_650_000_000 + stable_int(audience_id) % 10**8, dt.UTC)
+        created = dt.datetime.fromtimestamp(1_650_000_000 + world.stable_int(audience_id) % 10**8, dt.UTC)
         return {
             "id": audience_id,
             "name": name,
