@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import dagster as dg
 import httpx
@@ -28,19 +28,14 @@ USER_AGENT = "audit_assets/0.1"
 class HttpSettings:
     """HTTP settings shared by every API this code location calls."""
 
-    timeout_seconds: float
+    http_timeout_seconds: float
     max_retries: int
     retry_base_delay_seconds: float
     max_throttle_wait_seconds: float
 
     @classmethod
     def of(cls, policy: SnapshotPolicy) -> HttpSettings:
-        return cls(
-            timeout_seconds=policy.http_timeout_seconds,
-            max_retries=policy.max_retries,
-            retry_base_delay_seconds=policy.retry_base_delay_seconds,
-            max_throttle_wait_seconds=policy.max_throttle_wait_seconds,
-        )
+        return cls(**{f.name: getattr(policy, f.name) for f in fields(cls)})
 
 
 @contextmanager
@@ -62,7 +57,9 @@ def http_session(
     redact = Redactor(secrets)
     with httpx.Client(
         auth=make_auth(redact),
-        timeout=httpx.Timeout(settings.timeout_seconds, connect=min(10.0, settings.timeout_seconds)),
+        timeout=httpx.Timeout(
+            settings.http_timeout_seconds, connect=min(10.0, settings.http_timeout_seconds)
+        ),
         headers={"user-agent": USER_AGENT},
         transport=transport,
         follow_redirects=False,
@@ -147,12 +144,7 @@ class HightouchResource(dg.ConfigurableResource):
         api_key = self.public_api_key or ""
         if self.api_key_env:
             api_key = read_secrets({"api_key": self.api_key_env}, "hightouch")["api_key"]
-        settings = HttpSettings(
-            self.http_timeout_seconds,
-            self.max_retries,
-            self.retry_base_delay_seconds,
-            self.max_throttle_wait_seconds,
-        )
+        settings = HttpSettings(**{f.name: getattr(self, f.name) for f in fields(HttpSettings)})
         with http_session(
             settings,
             title="Hightouch",
@@ -165,24 +157,15 @@ class HightouchResource(dg.ConfigurableResource):
             yield HightouchClient(self.base_url, session)
 
 
-def _http_settings(policy: SnapshotPolicy) -> dict[str, float | int]:
-    return {
-        "http_timeout_seconds": policy.http_timeout_seconds,
-        "max_retries": policy.max_retries,
-        "retry_base_delay_seconds": policy.retry_base_delay_seconds,
-        "max_throttle_wait_seconds": policy.max_throttle_wait_seconds,
-    }
-
-
 def build_hightouch_resource(config: HightouchConfig, policy: SnapshotPolicy) -> HightouchResource:
     if config.api_key:
         return HightouchResource(
-            api_key_env=config.api_key.env, base_url=config.base_url, **_http_settings(policy)
+            api_key_env=config.api_key.env, base_url=config.base_url, **asdict(HttpSettings.of(policy))
         )
     return HightouchResource(
         public_api_key=sandbox_credentials(config.base_url)["api_key"],
         base_url=config.base_url,
-        **_http_settings(policy),
+        **asdict(HttpSettings.of(policy)),
     )
 
 
