@@ -2,10 +2,10 @@
 
 Pages of one account follow each other (each carries the next cursor), but accounts are independent,
 and a platform's latency dominates a snapshot of many small accounts. Up to ``workers`` accounts are
-fetched at a time, each by its own thread, a few pages ahead of the snapshot that types and spools
-them; this also overlaps a large account's next request with the work on its current page. The
-snapshot still sees one whole account after another, so nothing downstream depends on the threads.
-Memory holds at most ``workers * ahead`` pages. Throttling is shared: the platform's API session
+fetched at a time, each by its own thread, a few items (the snapshot's typed runs of pages) ahead of
+the snapshot that spools them; this also overlaps a large account's next request with the work on its
+current pages. The snapshot still sees one whole account after another, so nothing downstream depends
+on the threads. Memory holds at most ``workers * ahead`` items. Throttling is shared: the platform's API session
 holds every worker back while one waits out a throttle (http.py).
 """
 
@@ -15,25 +15,27 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
-from audit_assets.platforms.base import AdAccount, Audience
+from audit_assets.platforms.base import AdAccount
 
-_PAGE, _END, _ERROR = "page", "end", "error"
+Item = TypeVar("Item")
+
+_ITEM, _END, _ERROR = "item", "end", "error"
 _POLL_SECONDS = 0.1  # how soon a worker blocked on a full queue notices the snapshot stopped
 
 
 def fetch_in_order(
     accounts: Sequence[AdAccount],
-    pages_of: Callable[[AdAccount], Iterator[list[Audience]]],
+    items_of: Callable[[AdAccount], Iterator[Item]],
     *,
     workers: int,
     ahead: int = 2,
-) -> Iterator[tuple[AdAccount, Iterator[list[Audience]]]]:
-    """Yield each account with an iterator over its pages, which raises whatever fetching it raised.
+) -> Iterator[tuple[AdAccount, Iterator[Item]]]:
+    """Yield each account with an iterator over its items, which raises whatever fetching it raised.
 
     Each account's iterator must be consumed before the next account is taken. Closing this generator
-    (the snapshot failed) stops every worker at its next page and waits for them.
+    (the snapshot failed) stops every worker at its next item and waits for them.
     """
     stop = threading.Event()
     feeds: list[queue.Queue[tuple[str, Any]]] = [queue.Queue(maxsize=ahead) for _ in accounts]
@@ -51,8 +53,8 @@ def fetch_in_order(
         if stop.is_set():
             return
         try:
-            for page in pages_of(account):
-                if not put(feed, (_PAGE, page)):
+            for item in items_of(account):
+                if not put(feed, (_ITEM, item)):
                     return
             put(feed, (_END, None))
         except BaseException as exc:  # handed to the snapshot's thread, which raises it
@@ -69,10 +71,10 @@ def fetch_in_order(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _drain(feed: queue.Queue[tuple[str, Any]]) -> Iterator[list[Audience]]:
+def _drain(feed: queue.Queue[tuple[str, Any]]) -> Iterator[Any]:
     while True:
         kind, value = feed.get()
-        if kind == _PAGE:
+        if kind == _ITEM:
             yield value
         elif kind == _END:
             return
