@@ -48,7 +48,6 @@ from audit_assets.report import LARGEST_SHOWN, FetchStats, snapshot_metadata
 from audit_assets.resources import HightouchResource, connection_for
 from audit_assets.secrets import SecretError
 from audit_assets.snapshot import SnapshotIdentity, take_snapshot
-from audit_assets.views import V1_NAME
 from audit_assets.warehouse.base import AuditWarehouse, SnapshotReport
 
 
@@ -145,7 +144,7 @@ def build_destination_asset(
                 if fetch is not None:
                     session.append(dest.table, snapshot)
                 # Every write also refreshes the view, so it is current whatever else fails in the run.
-                session.replace_view(V1_NAME, view_definition(config, warehouse))
+                session.replace_views(view_definition(config, warehouse))
                 report = session.snapshot_report(
                     source,
                     identity.snapshot_date,

@@ -7,7 +7,7 @@ import dagster as dg
 from audit_assets.columns import Column
 from audit_assets.config import AuditConfig, DestinationConfig
 from audit_assets.platforms import PLATFORMS
-from audit_assets.views import SCHEMA, V1_NAME, ViewDefinition, ViewSource
+from audit_assets.views import SCHEMA, ViewDefinition, ViewSource
 
 GROUP = "hightouch_audit"
 HIGHTOUCH_RESOURCE_KEY = "hightouch"
@@ -17,12 +17,15 @@ def destination_key(dest: DestinationConfig) -> dg.AssetKey:
     return dg.AssetKey([SCHEMA, dest.table])
 
 
-def view_key(config: AuditConfig, warehouse: str) -> dg.AssetKey:
-    # The first warehouse's view keeps the plain key, so adding a warehouse renames nothing; each other
-    # warehouse's view is keyed under its name. Destination keys never depend on warehouses.
+def view_key(config: AuditConfig, warehouse: str, name: str) -> dg.AssetKey:
+    """The key of a view (or report) asset of one warehouse, ``name`` its last part.
+
+    The first warehouse's assets keep the plain key, so adding a warehouse renames nothing; each other
+    warehouse's are keyed under its name. Destination keys never depend on warehouses.
+    """
     if warehouse == next(iter(config.warehouses)):
-        return dg.AssetKey([SCHEMA, V1_NAME])
-    return dg.AssetKey([SCHEMA, warehouse, V1_NAME])
+        return dg.AssetKey([SCHEMA, name])
+    return dg.AssetKey([SCHEMA, warehouse, name])
 
 
 def destinations_in(config: AuditConfig, warehouse: str) -> list[DestinationConfig]:
@@ -32,7 +35,7 @@ def destinations_in(config: AuditConfig, warehouse: str) -> list[DestinationConf
 
 def view_source(dest: DestinationConfig) -> ViewSource:
     platform = PLATFORMS[dest.type]
-    return ViewSource(dest.table, platform.v1, platform.columns)
+    return ViewSource(dest.table, platform.v1, platform.columns, platform.v2)
 
 
 def view_definition(config: AuditConfig, warehouse: str) -> ViewDefinition:

@@ -13,11 +13,13 @@ import dagster as dg
 
 from audit_assets.config import ChecksConfig
 from audit_assets.platforms.base import Platform
-from audit_assets.warehouse.base import SnapshotReport
+from audit_assets.warehouse.base import Change, ChangeReport, SnapshotReport
 
 UNKNOWN_FIELDS_CHECK = "no_unknown_api_fields"
 SHARP_DROP_CHECK = "no_sharp_drop"
 READABLE_ACCOUNTS_CHECK = "all_ad_accounts_readable"
+NO_VANISHED_CHECK = "no_vanished_audiences"
+NO_SHRINKAGE_CHECK = "no_audience_shrank_sharply"
 
 
 def check_specs(key: dg.AssetKey, platform: Platform, checks: ChecksConfig) -> list[dg.AssetCheckSpec]:
@@ -114,4 +116,80 @@ def sharp_drop(reports: Sequence[SnapshotReport], checks: ChecksConfig) -> dg.As
         severity=dg.AssetCheckSeverity.WARN,
         metadata={**falls, "threshold_percent": checks.sharp_drop_percent},
         description="; ".join(problems) if problems else None,
+    )
+
+
+def change_check_specs(key: dg.AssetKey, checks: ChecksConfig) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            NO_VANISHED_CHECK,
+            asset=key,
+            description="No audience that was in a destination's previous snapshot date is missing from the "
+            "day's last snapshot (deleted on the platform, or its ad account left out).",
+        ),
+        dg.AssetCheckSpec(
+            NO_SHRINKAGE_CHECK,
+            asset=key,
+            description=f"No audience shrank by {checks.audience_shrink_percent:g}% or more since the "
+            "destination's previous snapshot date (checks.audience_shrink_percent).",
+        ),
+    ]
+
+
+def _named(changes: Sequence[Change], count: int) -> str:
+    """The first ten changes, each as destination / account / audience (name) and its move."""
+    shown = "; ".join(
+        f"{c.destination} {c.destination_id} / {c.ad_account_id} / {c.audience_id} ({c.audience_name})"
+        + (
+            f" {c.previous_size} → {c.audience_size} ({c.size_change_pct:+.1f}%)"
+            if c.size_change_pct is not None
+            else ""
+        )
+        for c in changes[:10]
+    )
+    return shown + (f"; and {count - 10} more" if count > 10 else "")
+
+
+def _listed(changes: Sequence[Change]) -> dg.MetadataValue:
+    return dg.MetadataValue.json(
+        [
+            {"ht_destination_id": c.destination_id, "ad_account_id": c.ad_account_id, "audience_id": c.audience_id,
+             "audience_name": c.audience_name, "previous_size": c.previous_size, "audience_size": c.audience_size}
+            for c in changes
+        ]
+    )  # fmt: skip
+
+
+def no_vanished(reports: Sequence[ChangeReport]) -> dg.AssetCheckResult:
+    count = sum(r.vanished_count for r in reports)
+    problems = [
+        f"{r.snapshot_date}: {_named(r.vanished, r.vanished_count)}" for r in reports if r.vanished_count
+    ]
+    return dg.AssetCheckResult(
+        check_name=NO_VANISHED_CHECK,
+        passed=not count,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"audiences_vanished": count, "vanished": _listed([c for r in reports for c in r.vanished])},
+        description=f"{count} audience(s) vanished. " + " | ".join(problems) if count else None,
+    )
+
+
+def no_sharp_shrinkage(reports: Sequence[ChangeReport], checks: ChecksConfig) -> dg.AssetCheckResult:
+    count = sum(r.shrunk_count for r in reports)
+    problems = [f"{r.snapshot_date}: {_named(r.shrunk, r.shrunk_count)}" for r in reports if r.shrunk_count]
+    return dg.AssetCheckResult(
+        check_name=NO_SHRINKAGE_CHECK,
+        passed=not count,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "audiences_shrunk_sharply": count,
+            "threshold_percent": checks.audience_shrink_percent,
+            "shrunk": _listed([c for r in reports for c in r.shrunk]),
+        },
+        description=(
+            f"{count} audience(s) shrank by {checks.audience_shrink_percent:g}% or more. "
+            + " | ".join(problems)
+            if count
+            else None
+        ),
     )

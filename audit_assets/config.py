@@ -161,6 +161,13 @@ class ChecksConfig(_Strict):
         description="Flag a snapshot whose audience count or total audience size fell by more than this "
         "percentage from the previous snapshot.",
     )
+    audience_shrink_percent: float = Field(
+        default=20.0,
+        gt=0,
+        le=100,
+        description="Flag, in the day's audience size change report, an audience whose size fell by at "
+        "least this percentage from the destination's previous snapshot date.",
+    )
     freshness_hours: float = Field(
         default=25.0,
         gt=0,

@@ -5,20 +5,27 @@ from __future__ import annotations
 import dagster as dg
 
 from audit_assets.assets import build_destination_asset
+from audit_assets.change_asset import build_change_report_asset
 from audit_assets.config import AuditConfig, ConfigError, load_config
 from audit_assets.preflight import build_preflight_job
 from audit_assets.resources import build_resources
 from audit_assets.schedules import build_job, build_schedule
 from audit_assets.view_asset import build_view_asset
+from audit_assets.views import V1_NAME, V2_NAME
 
 
 def build_definitions(config: AuditConfig) -> dg.Definitions:
     destination_assets = [build_destination_asset(config, d) for d in config.destinations]
-    view_assets = [build_view_asset(config, name) for name in config.warehouses]
+    view_assets = [
+        build_view_asset(config, warehouse, name)
+        for warehouse in config.warehouses
+        for name in (V1_NAME, V2_NAME)
+    ]
+    report_assets = [build_change_report_asset(config, warehouse) for warehouse in config.warehouses]
     job = build_job()
     schedules = [build_schedule(job, config.schedule)] if any(d.enabled for d in config.destinations) else []
     return dg.Definitions(
-        assets=[*destination_assets, *view_assets],
+        assets=[*destination_assets, *view_assets, *report_assets],
         jobs=[job, build_preflight_job(config)],
         schedules=schedules,
         resources=build_resources(config),

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from audit_assets.warehouse.base import SnapshotReport, ViewReport
+from audit_assets.charts import markdown_image, sparkline_rows_svg
+from audit_assets.views import CHANGE_KINDS
+from audit_assets.warehouse.base import Change, ChangeReport, SnapshotReport, ViewReport
 
 LARGEST_SHOWN = 25  # audiences listed in a materialization's table, largest first
 
@@ -108,6 +110,79 @@ def view_metadata(report: ViewReport) -> Mapping[str, dg.RawMetadataValue]:
                 for t in report.latest
             ],
             schema=_DESTINATION_TABLE,
+        ),
+    }
+
+
+MOVERS_SHOWN = 20  # changes listed in a change report's tables
+HISTORY_DAYS = 30  # days of destination totals charted in a change report
+
+_CHANGE_TABLE = dg.TableSchema(
+    columns=[
+        dg.TableColumn("ht_destination", "string"),
+        dg.TableColumn("ht_destination_id", "string"),
+        dg.TableColumn("ad_account_id", "string"),
+        dg.TableColumn("audience_id", "string"),
+        dg.TableColumn("audience_name", "string"),
+        dg.TableColumn("previous_size", "int"),
+        dg.TableColumn("audience_size", "int"),
+        dg.TableColumn("size_change", "int"),
+        dg.TableColumn("size_change_pct", "float"),
+        dg.TableColumn("change_kind", "string"),
+    ]
+)
+
+
+def change_table(changes: list[Change]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "ht_destination": c.destination,
+                    "ht_destination_id": c.destination_id,
+                    "ad_account_id": c.ad_account_id,
+                    "audience_id": c.audience_id,
+                    "audience_name": c.audience_name,
+                    "previous_size": c.previous_size,
+                    "audience_size": c.audience_size,
+                    "size_change": c.size_change,
+                    "size_change_pct": None if c.size_change_pct is None else round(c.size_change_pct, 2),
+                    "change_kind": c.change_kind,
+                }
+            )
+            for c in changes
+        ],
+        schema=_CHANGE_TABLE,
+    )
+
+
+def totals_chart(report: ChangeReport) -> str:
+    """Markdown: each destination's total audience size per day, over the report's history."""
+    first = report.snapshot_date - dt.timedelta(days=HISTORY_DAYS - 1)
+    series: dict[str, dict[dt.date, int]] = {}
+    for t in report.totals:
+        if t.audience_size_total is not None:
+            series.setdefault(f"{t.destination} {t.destination_id}", {})[t.snapshot_date] = (
+                t.audience_size_total
+            )
+    svg = sparkline_rows_svg(series, first, report.snapshot_date, "Total audience size per destination")
+    caption = f"Last snapshot of each day, {first} to {report.snapshot_date}; each row on its own scale."
+    return f"{markdown_image(svg, f'Total audience size per destination, last {HISTORY_DAYS} days')}\n\n{caption}"
+
+
+def change_metadata(report: ChangeReport) -> dict[str, dg.RawMetadataValue]:
+    """A day's change report: a count per change kind (plotted across days), the movers, the trend."""
+    today = [t for t in report.totals if t.snapshot_date == report.snapshot_date]
+    return {
+        **{f"audiences_{kind}": report.counts[kind] for kind in CHANGE_KINDS},
+        "audiences_compared": sum(report.counts.values()),
+        "destinations_compared": len(report.compared),
+        "audience_size_total": sum(t.audience_size_total or 0 for t in today),
+        "biggest_movers": change_table(report.biggest),
+        "vanished_audiences": change_table(report.vanished),
+        "destination_totals_30d": dg.MetadataValue.md(totals_chart(report)),
+        "compared_with": dg.MetadataValue.json(
+            {f"{t} {i}": None if before is None else before.isoformat() for t, i, before in report.compared}
         ),
     }
 

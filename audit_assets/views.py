@@ -1,17 +1,23 @@
-"""The combined, versioned views: their frozen columns and each platform's mapping onto them.
+"""The combined, versioned views and the change report: their frozen columns and each platform's mapping.
 
-This module only describes a view; each warehouse engine renders the description in its own SQL.
-A platform contributes one ``V1Mapping``; nothing here knows any platform.
+This module only describes the views; each warehouse engine renders the description in its own SQL.
+A platform contributes a ``V1Mapping`` and a ``V2Mapping``; nothing here knows any platform.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from audit_assets.columns import Column, ColumnType, checked_identifier
 
 SCHEMA = "hightouch_audit"  # the schema of every table and view (Snowflake: HIGHTOUCH_AUDIT)
 V1_NAME = "external_audiences_metadata_v1"
+V2_NAME = "external_audiences_metadata_v2"
+CHANGES_NAME = "audience_size_changes_v1"
+# Every view of a warehouse, each after the views it reads (the change report reads v2).
+VIEW_NAMES = (V1_NAME, V2_NAME, CHANGES_NAME)
 
 # Frozen once released: a later version gets a new name and these stay as they are.
 V1_COLUMNS: tuple[Column, ...] = (
@@ -23,6 +29,57 @@ V1_COLUMNS: tuple[Column, ...] = (
     Column("ht_destination", ColumnType.STRING, "Destination type slug."),
     Column("ht_destination_id", ColumnType.STRING, "Hightouch destination id."),
     Column("ht_sync_id", ColumnType.STRING, "Hightouch sync that manages the audience, if any."),
+)
+_V1 = {c.name: c for c in V1_COLUMNS}
+
+# v1's rows with the platform's size range, type and status, and which snapshot each row belongs to.
+V2_COLUMNS: tuple[Column, ...] = (
+    _V1["ad_account_id"],
+    _V1["audience_id"],
+    _V1["audience_name"],
+    _V1["audience_size"],
+    Column(
+        "audience_size_lower_bound",
+        ColumnType.INTEGER,
+        "The platform's own lower bound; null if it gives none.",
+    ),
+    Column(
+        "audience_size_upper_bound",
+        ColumnType.INTEGER,
+        "The platform's own upper bound; null if it gives none.",
+    ),
+    Column("audience_type", ColumnType.STRING, "The platform's own word for the kind of audience."),
+    Column("audience_status", ColumnType.STRING, "The platform's own delivery or processing status."),
+    Column("ht_snapshot_id", ColumnType.STRING, "The snapshot this row belongs to."),
+    Column("ht_snapshot_date", ColumnType.DATE, "The daily partition the snapshot was taken for (UTC)."),
+    _V1["ht_fetched_at"],
+    _V1["ht_destination"],
+    _V1["ht_destination_id"],
+    _V1["ht_sync_id"],
+)
+
+CHANGE_KINDS = ("new", "vanished", "grew", "shrank", "unchanged", "unknown")
+CHANGE_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "snapshot_date", ColumnType.DATE, "The day compared with the destination's previous snapshot date."
+    ),
+    _V1["ht_destination"],
+    _V1["ht_destination_id"],
+    _V1["ad_account_id"],
+    _V1["audience_id"],
+    Column("audience_name", ColumnType.STRING, "The audience name (the previous one if it vanished)."),
+    Column(
+        "audience_size", ColumnType.INTEGER, "Size in the day's last snapshot; null if vanished or unsized."
+    ),
+    Column("previous_size", ColumnType.INTEGER, "Size in the previous date's last snapshot; null if new."),
+    Column(
+        "previous_snapshot_date", ColumnType.DATE, "The destination's previous snapshot date; null if new."
+    ),
+    Column("size_change", ColumnType.INTEGER, "audience_size - previous_size; null if either is null."),
+    Column(
+        "size_change_pct", ColumnType.FLOAT, "100 x size_change / previous_size; null if previous_size is 0."
+    ),
+    Column("change_kind", ColumnType.STRING, "One of " + ", ".join(CHANGE_KINDS) + "."),
 )
 
 
@@ -46,13 +103,81 @@ class V1Mapping:
             raise TypeError("size_null_values must be integers")
 
 
+_WORD = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+def _checked_word(word: str) -> str:
+    """A platform's enum name or status word, written into view SQL as a literal: plain characters only."""
+    if not _WORD.match(word):
+        raise ValueError(f"{word!r} is not a plain word (letters, digits, underscore)")
+    return word
+
+
+@dataclass(frozen=True)
+class Words:
+    """Where a platform keeps its own word for an audience's type or status.
+
+    A text column; or ``json_key`` of a JSON column (Meta's ``delivery_status.description``); or a
+    boolean column whose two states the platform names (``if_true`` / ``if_false``).
+    """
+
+    column: str
+    json_key: str | None = None
+    if_true: str | None = None
+    if_false: str | None = None
+
+    def __post_init__(self) -> None:
+        checked_identifier(self.column)
+        if self.json_key is not None:
+            checked_identifier(self.json_key)
+        if (self.if_true is None) != (self.if_false is None):
+            raise ValueError("a flag needs both if_true and if_false")
+        for word in (self.if_true, self.if_false):
+            if word is not None:
+                _checked_word(word)
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    """A column naming a size range (Google's UserListSizeRange) and the bounds each name stands for."""
+
+    column: str
+    bounds: Mapping[str, tuple[int | None, int | None]]
+
+    def __post_init__(self) -> None:
+        checked_identifier(self.column)
+        for name, pair in self.bounds.items():
+            _checked_word(name)
+            if len(pair) != 2 or not all(b is None or type(b) is int for b in pair):
+                raise TypeError(f"the bounds of {name} must be two integers or None")
+
+
+@dataclass(frozen=True)
+class V2Mapping:
+    """What v2 adds to a platform's v1 mapping; anything left out is null in the view.
+
+    ``bounds`` is either the two columns of the platform's own range (its v1 ``size_null_values`` are
+    null there too) or a ``SizeRange``.
+    """
+
+    bounds: tuple[str, str] | SizeRange | None = None
+    audience_type: Words | None = None
+    audience_status: Words | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bounds, tuple):
+            for name in self.bounds:
+                checked_identifier(name)
+
+
 @dataclass(frozen=True)
 class ViewSource:
-    """One destination table, its columns (to create it if not written yet) and its view mapping."""
+    """One destination table, its columns (to create it if not written yet) and its view mappings."""
 
     table: str
     mapping: V1Mapping
     columns: tuple[Column, ...]
+    v2: V2Mapping = field(default_factory=V2Mapping)
 
     def __post_init__(self) -> None:
         checked_identifier(self.table)
@@ -60,7 +185,7 @@ class ViewSource:
 
 @dataclass(frozen=True)
 class ViewDefinition:
-    """What the v1 view asset hands to its warehouse: every destination table the view unions.
+    """What a view asset hands to its warehouse: every destination table the views union.
 
     The warehouse creates a table not written yet (empty, with its explicit DDL), so a destination's
     first snapshot appears in the view at once; with no destinations the view is empty but typed.

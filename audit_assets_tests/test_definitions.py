@@ -17,6 +17,8 @@ from audit_assets.schedules import JOB_NAME
 from audit_assets_tests.conftest import Workspace, sandbox_meta
 
 VIEW_KEY = dg.AssetKey(["hightouch_audit", "external_audiences_metadata_v1"])
+V2_KEY = dg.AssetKey(["hightouch_audit", "external_audiences_metadata_v2"])
+CHANGES_KEY = dg.AssetKey(["hightouch_audit", "audience_size_changes"])
 META_KEY = dg.AssetKey(["hightouch_audit", "meta_sandbox_meta_audiences"])
 
 
@@ -26,7 +28,7 @@ def test_packaged_default_definitions_load_and_validate(monkeypatch: pytest.Monk
 
     dg.Definitions.validate_loadable(defs)
     expected = {dg.AssetKey(["hightouch_audit", f"{slug}_sandbox_{slug}_audiences"]) for slug in PLATFORMS}
-    assert set(defs.resolve_all_asset_keys()) == {*expected, VIEW_KEY}
+    assert set(defs.resolve_all_asset_keys()) == {*expected, VIEW_KEY, V2_KEY, CHANGES_KEY}
 
 
 def test_destination_asset_spec(workspace: Workspace) -> None:
@@ -64,6 +66,8 @@ def test_job_and_schedule_request_todays_partition(workspace: Workspace) -> None
     assert {n.name for n in job.graph.node_defs} == {
         "hightouch_audit__meta_sandbox_meta_audiences",
         "hightouch_audit__external_audiences_metadata_v1",
+        "hightouch_audit__external_audiences_metadata_v2",
+        "hightouch_audit__audience_size_changes",
     }
     schedule = defs.resolve_schedule_def(f"{JOB_NAME}_daily")
     assert schedule.cron_schedule == "30 5 * * *"
@@ -91,4 +95,8 @@ def test_adding_a_warehouse_adds_a_view_and_renames_nothing(workspace: Workspace
         "hightouch_audit/meta_other_audiences",
         "hightouch_audit/external_audiences_metadata_v1",
         "hightouch_audit/archive/external_audiences_metadata_v1",
+        "hightouch_audit/external_audiences_metadata_v2",
+        "hightouch_audit/archive/external_audiences_metadata_v2",
+        "hightouch_audit/audience_size_changes",
+        "hightouch_audit/archive/audience_size_changes",
     }

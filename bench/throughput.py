@@ -198,7 +198,7 @@ def child_history(rows: int) -> None:
         (Path(tmp) / "bench.duckdb").rename(db)
         with DuckDbAuditWarehouse(database=str(db)).session() as session:
             source = ViewSource("meta_bench_audiences", meta.PLATFORM.v1, meta.PLATFORM.columns)
-            session.replace_view("external_audiences_metadata_v1", ViewDefinition((source,)))
+            session.replace_views(ViewDefinition((source,)))
         with duckdb.connect(str(db)) as conn:
             conn.execute("SET preserve_insertion_order = false")
             table = "hightouch_audit.meta_bench_audiences"

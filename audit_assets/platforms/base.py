@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from audit_assets.columns import ApiField, Column, table_columns
-from audit_assets.views import V1Mapping
+from audit_assets.views import V1Mapping, V2Mapping
 
 if TYPE_CHECKING:
     import httpx
@@ -132,6 +132,7 @@ class Platform:
     fields: tuple[ApiField, ...]
     audience_id_field: str  # API name of the field holding the audience id
     v1: V1Mapping
+    v2: V2Mapping  # v2 adds the platform's size range, audience type and status
     default_page_size: int
     max_page_size: int
     connect: Callable[[ClientSettings, ApiSession], AudienceClient]

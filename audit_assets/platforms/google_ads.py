@@ -41,7 +41,7 @@ from audit_assets.platforms.base import (
 )
 from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Refused, Throttled, Transient, Verdict
 from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
-from audit_assets.views import V1Mapping
+from audit_assets.views import SizeRange, V1Mapping, V2Mapping, Words
 
 API_VERSION = "v26"
 TOKEN_URL = "https://oauth2.googleapis.com/token"
@@ -112,6 +112,26 @@ USER_LIST_SELECT: tuple[str, ...] = (
     "lookalike_user_list.country_codes",
 )
 # GAQL, not SQL, built from the constants above only.
+# UserListSizeRange: the range Google gives beside a size (v2's bounds); UNKNOWN and UNSPECIFIED give
+# none. LESS_THAN_ONE_THOUSAND is 500-1000, since LESS_THAN_FIVE_HUNDRED is its own range.
+SIZE_RANGE_BOUNDS: dict[str, tuple[int | None, int | None]] = {
+    "LESS_THAN_FIVE_HUNDRED": (0, 500),
+    "LESS_THAN_ONE_THOUSAND": (500, 1_000),
+    "ONE_THOUSAND_TO_TEN_THOUSAND": (1_000, 10_000),
+    "TEN_THOUSAND_TO_FIFTY_THOUSAND": (10_000, 50_000),
+    "FIFTY_THOUSAND_TO_ONE_HUNDRED_THOUSAND": (50_000, 100_000),
+    "ONE_HUNDRED_THOUSAND_TO_THREE_HUNDRED_THOUSAND": (100_000, 300_000),
+    "THREE_HUNDRED_THOUSAND_TO_FIVE_HUNDRED_THOUSAND": (300_000, 500_000),
+    "FIVE_HUNDRED_THOUSAND_TO_ONE_MILLION": (500_000, 1_000_000),
+    "ONE_MILLION_TO_TWO_MILLION": (1_000_000, 2_000_000),
+    "TWO_MILLION_TO_THREE_MILLION": (2_000_000, 3_000_000),
+    "THREE_MILLION_TO_FIVE_MILLION": (3_000_000, 5_000_000),
+    "FIVE_MILLION_TO_TEN_MILLION": (5_000_000, 10_000_000),
+    "TEN_MILLION_TO_TWENTY_MILLION": (10_000_000, 20_000_000),
+    "TWENTY_MILLION_TO_THIRTY_MILLION": (20_000_000, 30_000_000),
+    "THIRTY_MILLION_TO_FIFTY_MILLION": (30_000_000, 50_000_000),
+    "OVER_FIFTY_MILLION": (50_000_000, None),
+}
 USER_LIST_QUERY = f"SELECT {', '.join(f'user_list.{f}' for f in USER_LIST_SELECT)} FROM user_list"  # noqa: S608
 HIERARCHY_QUERY = (
     "SELECT customer_client.id, customer_client.manager, customer_client.status, "
@@ -384,6 +404,11 @@ PLATFORM = Platform(
     fields=FIELDS,
     audience_id_field="id",
     v1=V1Mapping(audience_id="id", audience_name="name", audience_size="size_for_display"),
+    v2=V2Mapping(
+        bounds=SizeRange("size_range_for_display", SIZE_RANGE_BOUNDS),
+        audience_type=Words("type"),
+        audience_status=Words("membership_status"),
+    ),
     default_page_size=PAGE_SIZE,
     max_page_size=PAGE_SIZE,
     connect=GoogleAdsClient,

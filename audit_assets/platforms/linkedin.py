@@ -59,7 +59,7 @@ from audit_assets.platforms.http import (
     retry_after_seconds,
 )
 from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
-from audit_assets.views import V1Mapping
+from audit_assets.views import V1Mapping, V2Mapping, Words
 
 LINKEDIN_VERSION = "202608"  # pinned; LinkedIn sunsets a version about a year after its release
 API_HEADERS = {"LinkedIn-Version": LINKEDIN_VERSION, "X-Restli-Protocol-Version": "2.0.0"}
@@ -311,6 +311,7 @@ PLATFORM = Platform(
     fields=FIELDS,
     audience_id_field="id",
     v1=V1Mapping(audience_id="id", audience_name="name", audience_size="approximate_member_count"),
+    v2=V2Mapping(audience_type=Words("type"), audience_status=Words("status")),
     default_page_size=100,
     max_page_size=500,
     connect=LinkedInClient,

@@ -37,7 +37,7 @@ from audit_assets.platforms.http import (
     Verdict,
 )
 from audit_assets.platforms.paging import follow_cursor
-from audit_assets.views import V1Mapping
+from audit_assets.views import V1Mapping, V2Mapping, Words
 
 GRAPH_API_VERSION = "v25.0"
 ACTIVE_ACCOUNT_STATUS = 1
@@ -238,6 +238,11 @@ PLATFORM = Platform(
         audience_name="name",
         audience_size="approximate_count_lower_bound",
         size_null_values=(-1,),
+    ),
+    v2=V2Mapping(
+        bounds=("approximate_count_lower_bound", "approximate_count_upper_bound"),
+        audience_type=Words("subtype"),
+        audience_status=Words("delivery_status", json_key="description"),
     ),
     default_page_size=100,
     max_page_size=500,

@@ -49,7 +49,7 @@ from audit_assets.platforms.http import (
 )
 from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
 from audit_assets.platforms.paging import follow_cursor
-from audit_assets.views import V1Mapping
+from audit_assets.views import V1Mapping, V2Mapping, Words
 
 API_VERSION = "v5"
 TOKEN_URL = "https://api.pinterest.com/v5/oauth/token"
@@ -219,6 +219,7 @@ PLATFORM = Platform(
     fields=FIELDS,
     audience_id_field="id",
     v1=V1Mapping(audience_id="id", audience_name="name", audience_size="size"),
+    v2=V2Mapping(audience_type=Words("audience_type"), audience_status=Words("status")),
     default_page_size=MAX_PAGE_SIZE,
     max_page_size=MAX_PAGE_SIZE,
     connect=PinterestClient,

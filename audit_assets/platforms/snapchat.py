@@ -37,7 +37,7 @@ from audit_assets.platforms.base import (
 from audit_assets.platforms.http import ApiSession, AuthFailed, Fatal, Refused, Transient, Verdict
 from audit_assets.platforms.oauth import RefreshGrant, RefreshingBearerAuth
 from audit_assets.platforms.paging import follow_cursor
-from audit_assets.views import V1Mapping
+from audit_assets.views import V1Mapping, V2Mapping, Words
 
 API_VERSION = "v1"
 TOKEN_URL = "https://accounts.snapchat.com/login/oauth2/access_token"
@@ -216,6 +216,7 @@ PLATFORM = Platform(
     fields=FIELDS,
     audience_id_field="id",
     v1=V1Mapping(audience_id="id", audience_name="name", audience_size="approximate_number_users"),
+    v2=V2Mapping(audience_type=Words("source_type"), audience_status=Words("targetable_status")),
     default_page_size=MAX_LIMIT,
     max_page_size=MAX_LIMIT,
     connect=SnapchatClient,

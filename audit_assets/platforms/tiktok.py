@@ -51,7 +51,7 @@ from audit_assets.platforms.http import (
     Transient,
     Verdict,
 )
-from audit_assets.views import V1Mapping
+from audit_assets.views import V1Mapping, V2Mapping, Words
 
 API_PREFIX = "open_api/v1.3"
 ACTIVE_STATUS = "STATUS_ENABLE"
@@ -265,6 +265,10 @@ PLATFORM = Platform(
     fields=FIELDS,
     audience_id_field="audience_id",
     v1=V1Mapping(audience_id="audience_id", audience_name="name", audience_size="cover_num"),
+    v2=V2Mapping(
+        audience_type=Words("audience_type"),
+        audience_status=Words("is_valid", if_true="VALID", if_false="INVALID"),
+    ),
     default_page_size=100,
     max_page_size=100,
     connect=TikTokClient,

@@ -59,7 +59,7 @@ from audit_assets.platforms.http import (
     header_number,
 )
 from audit_assets.platforms.paging import follow_cursor
-from audit_assets.views import V1Mapping
+from audit_assets.views import V1Mapping, V2Mapping, Words
 
 API_VERSION = "12"
 ACTIVE_APPROVAL_STATUS = "ACCEPTED"  # others seen: UNDER_REVIEW, REJECTED; deleted accounts never count
@@ -279,6 +279,10 @@ PLATFORM = Platform(
     fields=FIELDS,
     audience_id_field="id",
     v1=V1Mapping(audience_id="id", audience_name="name", audience_size="audience_size"),
+    v2=V2Mapping(
+        audience_type=Words("audience_type"),
+        audience_status=Words("targetable", if_true="TARGETABLE", if_false="NOT_TARGETABLE"),
+    ),
     default_page_size=1000,
     max_page_size=1000,
     connect=XAdsClient,

@@ -22,7 +22,7 @@ from typing import Any
 import dagster as dg
 
 from audit_assets.snapshot import Snapshot, SnapshotIdentity
-from audit_assets.views import SCHEMA, ViewDefinition, ViewSource
+from audit_assets.views import CHANGE_KINDS, SCHEMA, VIEW_NAMES, ViewDefinition, ViewSource
 from audit_assets.warehouse import sql
 
 
@@ -63,6 +63,50 @@ class DestinationTotals:
 class ViewReport:
     row_count: int
     latest: list[DestinationTotals]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One row of ``audience_size_changes_v1``, as a report lists it."""
+
+    destination: str
+    destination_id: str
+    ad_account_id: str
+    audience_id: str
+    audience_name: str | None
+    previous_size: int | None
+    audience_size: int | None
+    size_change: int | None
+    size_change_pct: float | None
+    change_kind: str
+
+
+@dataclass(frozen=True)
+class DailyTotal:
+    destination: str
+    destination_id: str
+    snapshot_date: dt.date
+    audiences: int
+    audiences_with_size: int
+    audience_size_total: int | None
+
+
+@dataclass(frozen=True)
+class ChangeReport:
+    """One day of ``audience_size_changes_v1``: counts per change kind, the notable changes, the trend.
+
+    Each list holds its first ``limit`` changes; ``*_count`` says how many there are in all.
+    """
+
+    snapshot_date: dt.date
+    counts: dict[str, int]  # every change kind, zero included
+    compared: list[tuple[str, str, dt.date | None]]  # (destination, id, previous snapshot date)
+    biggest: list[Change]
+    vanished: list[Change]
+    vanished_count: int
+    shrunk: list[Change]  # shrank by at least the threshold, most first
+    shrunk_count: int
+    totals: list[DailyTotal]  # per destination and day, up to the report's day
 
 
 class AuditWarehouse(dg.ConfigurableResource, ABC):
@@ -154,11 +198,45 @@ class WarehouseSession:
         finally:
             snapshot.discard()
 
-    def replace_view(self, name: str, view: ViewDefinition) -> None:
-        """Create every source table not written yet (empty, explicit DDL), then (re)create the view."""
+    def replace_views(self, view: ViewDefinition, names: Sequence[str] = VIEW_NAMES) -> None:
+        """Create every source table not written yet (empty, explicit DDL), then (re)create the named
+        views, each after the views it reads."""
         for source in view.sources:
             self._rows(sql.create_table(self._dialect, SCHEMA, source.table, source.columns))
-        self._rows(sql.create_view(self._dialect, SCHEMA, name, view))
+        for name in (n for n in VIEW_NAMES if n in names):
+            self._rows(sql.create_view(self._dialect, SCHEMA, name, view))
+
+    def change_report(
+        self, day: dt.date, *, history_days: int, limit: int, shrink_percent: float
+    ) -> ChangeReport:
+        """Day ``day`` of the change view, and each destination's totals over ``history_days`` days to it."""
+        d = self._dialect
+        self._rows(sql.change_window(d, SCHEMA), [day - dt.timedelta(days=history_days - 1), day])
+        counts = dict.fromkeys(CHANGE_KINDS, 0)
+        counts.update({str(kind): int(n) for kind, n in self._rows(sql.change_counts(d), [day])})
+
+        def changes(which: str, *extra: Any) -> tuple[list[Change], int]:
+            rows = self._rows(sql.change_list(d, which, limit), [day, *extra])
+            return [Change(*row[:-1]) for row in rows], int(rows[0][-1]) if rows else 0
+
+        vanished, vanished_count = changes("vanished")
+        shrunk, shrunk_count = changes("shrunk", -float(shrink_percent))
+        return ChangeReport(
+            snapshot_date=day,
+            counts=counts,
+            compared=[
+                (str(t), str(i), before) for t, i, before in self._rows(sql.compared_destinations(d), [day])
+            ],
+            biggest=changes("biggest")[0],
+            vanished=vanished,
+            vanished_count=vanished_count,
+            shrunk=shrunk,
+            shrunk_count=shrunk_count,
+            totals=[
+                DailyTotal(str(t), str(i), on, int(n), int(sized), _int_or_none(total))
+                for t, i, on, n, sized, total in self._rows(sql.daily_totals())
+            ],
+        )
 
     def _totals(
         self,

@@ -42,6 +42,7 @@ SNOWFLAKE = sql.Dialect(
     view_options="COPY GRANTS",
     raw_keys_from="(SELECT f.key AS k, t.ht_snapshot_date, t.ht_snapshot_id FROM {table} AS t, "
     "LATERAL FLATTEN(input => t.ht_raw) AS f)",
+    json_key_text="GET({column}, '{key}')::VARCHAR",
 )
 # The staging table holds JSON as text; PARSE_JSON turns it into VARIANT on the way in.
 _STAGING = sql.Dialect({**_TYPES, ColumnType.JSON: "VARCHAR"}, param="%s", stores_upper_case=True)

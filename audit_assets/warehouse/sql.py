@@ -8,11 +8,22 @@ written into the text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from audit_assets.columns import Column, ColumnType, checked_identifier
-from audit_assets.views import V1_COLUMNS, V1Mapping, ViewDefinition, ViewSource
+from audit_assets.views import (
+    CHANGES_NAME,
+    V1_COLUMNS,
+    V1_NAME,
+    V2_COLUMNS,
+    V2_NAME,
+    SizeRange,
+    V1Mapping,
+    ViewDefinition,
+    ViewSource,
+    Words,
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,8 @@ class Dialect:
     raw_keys_from: str = (
         "(SELECT unnest(json_keys(ht_raw)) AS k, ht_snapshot_date, ht_snapshot_id FROM {table})"
     )
+    # the text at one top-level key of a JSON column
+    json_key_text: str = "json_extract_string({column}, '$.{key}')"
 
     def type_of(self, kind: ColumnType) -> str:
         return self.type_names[kind]
@@ -74,29 +87,89 @@ def add_column(dialect: Dialect, schema: str, table: str, column: Column) -> str
     )
 
 
-def v1_expressions(dialect: Dialect, mapping: V1Mapping) -> dict[str, str]:
-    """Each v1 column as an expression over one destination table's columns."""
-    size = checked_identifier(mapping.audience_size)
+def _size(column: str, mapping: V1Mapping) -> str:
+    """A size column, with the platform's "unknown" sentinels (Meta's -1) as null."""
+    size = checked_identifier(column)
     if mapping.size_null_values:
         sentinels = ", ".join(str(int(v)) for v in mapping.size_null_values)
         size = f"CASE WHEN {size} IN ({sentinels}) THEN NULL ELSE {size} END"
-    expressions = {
+    return size
+
+
+def _v1_sources(mapping: V1Mapping) -> dict[str, str]:
+    return {
         "ad_account_id": "ht_ad_account_id",
         "audience_id": checked_identifier(mapping.audience_id),
         "audience_name": checked_identifier(mapping.audience_name),
-        "audience_size": size,
+        "audience_size": _size(mapping.audience_size, mapping),
         "ht_fetched_at": "ht_fetched_at",
         "ht_destination": "ht_destination",
         "ht_destination_id": "ht_destination_id",
         "ht_sync_id": "ht_sync_id",
     }
-    return {c.name: f"CAST({expressions[c.name]} AS {dialect.type_of(c.type)})" for c in V1_COLUMNS}
 
 
-def _v1_select(dialect: Dialect, schema: str, source: ViewSource) -> str:
-    expressions = v1_expressions(dialect, source.mapping)
-    items = ",\n       ".join(f"{expressions[c.name]} AS {c.name}" for c in V1_COLUMNS)
-    return f"SELECT {items}\nFROM {qualified(schema, source.table)}"
+def _cast(dialect: Dialect, expressions: Mapping[str, str], columns: tuple[Column, ...]) -> dict[str, str]:
+    return {c.name: f"CAST({expressions[c.name]} AS {dialect.type_of(c.type)})" for c in columns}
+
+
+def v1_expressions(dialect: Dialect, mapping: V1Mapping) -> dict[str, str]:
+    """Each v1 column as an expression over one destination table's columns."""
+    return _cast(dialect, _v1_sources(mapping), V1_COLUMNS)
+
+
+def _words(dialect: Dialect, words: Words | None) -> str:
+    if words is None:
+        return "NULL"
+    column = checked_identifier(words.column)
+    if words.json_key is not None:
+        return dialect.json_key_text.format(column=column, key=checked_identifier(words.json_key))
+    if words.if_true is not None:
+        return f"CASE WHEN {column} THEN '{words.if_true}' WHEN NOT {column} THEN '{words.if_false}' END"
+    return column
+
+
+def _bound(source: ViewSource, which: int) -> str:
+    bounds = source.v2.bounds
+    if bounds is None:
+        return "NULL"
+    if isinstance(bounds, SizeRange):
+        cases = " ".join(
+            f"WHEN '{name}' THEN {int(pair[which])}"
+            for name, pair in bounds.bounds.items()
+            if pair[which] is not None
+        )
+        return f"CASE {checked_identifier(bounds.column)} {cases} END" if cases else "NULL"
+    return _size(bounds[which], source.mapping)
+
+
+def v2_expressions(dialect: Dialect, source: ViewSource) -> dict[str, str]:
+    """Each v2 column as an expression over one destination table's columns: v1's, and the v2 mapping's."""
+    expressions = {
+        **_v1_sources(source.mapping),
+        "audience_size_lower_bound": _bound(source, 0),
+        "audience_size_upper_bound": _bound(source, 1),
+        "audience_type": _words(dialect, source.v2.audience_type),
+        "audience_status": _words(dialect, source.v2.audience_status),
+        "ht_snapshot_id": "ht_snapshot_id",
+        "ht_snapshot_date": "ht_snapshot_date",
+    }
+    return _cast(dialect, expressions, V2_COLUMNS)
+
+
+def _union(
+    dialect: Dialect,
+    schema: str,
+    view: ViewDefinition,
+    expressions: Callable[[Dialect, ViewSource], dict[str, str]],
+    columns: tuple[Column, ...],
+) -> str:
+    selects = []
+    for source in view.sources:
+        by_column = expressions(dialect, source)
+        items = ",\n       ".join(f"{by_column[c.name]} AS {c.name}" for c in columns)
+        selects.append(f"SELECT {items}\nFROM {qualified(schema, source.table)}")
+    return "\nUNION ALL\n".join(selects) if selects else _empty_select(dialect, columns)
 
 
 def _empty_select(dialect: Dialect, columns: tuple[Column, ...]) -> str:
@@ -106,10 +179,91 @@ def _empty_select(dialect: Dialect, columns: tuple[Column, ...]) -> str:
     return f"SELECT {items}\nWHERE FALSE"
 
 
+def _changes_body(dialect: Dialect, schema: str) -> str:
+    """Each destination's last snapshot of each date against its last snapshot of the date before.
+
+    ``last_of_day`` keeps one snapshot per (destination, date): the last fetched (the id breaks a tie);
+    LAG pairs it with the destination's previous date. Audiences of both are matched on (ad account,
+    audience id) by a full join, so an audience only in the earlier one shows as vanished.
+    """
+    v2, t = qualified(schema, V2_NAME), dialect.type_of
+    big, double, text, date = (
+        t(ColumnType.INTEGER),
+        t(ColumnType.FLOAT),
+        t(ColumnType.STRING),
+        t(ColumnType.DATE),
+    )
+    return f"""WITH snapshots AS (
+  SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id, max(ht_fetched_at) AS fetched_at
+  FROM {v2} GROUP BY ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id
+), last_of_day AS (
+  SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id,
+         row_number() OVER (PARTITION BY ht_destination, ht_destination_id, ht_snapshot_date
+                            ORDER BY fetched_at DESC, ht_snapshot_id DESC) AS nth
+  FROM snapshots
+), days AS (
+  SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id,
+         LAG(ht_snapshot_date) OVER (PARTITION BY ht_destination, ht_destination_id ORDER BY ht_snapshot_date)
+           AS previous_date,
+         LAG(ht_snapshot_id) OVER (PARTITION BY ht_destination, ht_destination_id ORDER BY ht_snapshot_date)
+           AS previous_id
+  FROM last_of_day WHERE nth = 1
+), now_rows AS (
+  SELECT d.ht_destination, d.ht_destination_id, d.ht_snapshot_date AS snapshot_date, d.previous_date,
+         v.ad_account_id, v.audience_id, v.audience_name, v.audience_size
+  FROM days AS d JOIN {v2} AS v
+    ON v.ht_destination = d.ht_destination AND v.ht_destination_id = d.ht_destination_id
+   AND v.ht_snapshot_date = d.ht_snapshot_date AND v.ht_snapshot_id = d.ht_snapshot_id
+), before_rows AS (
+  SELECT d.ht_destination, d.ht_destination_id, d.ht_snapshot_date AS snapshot_date, d.previous_date,
+         v.ad_account_id, v.audience_id, v.audience_name, v.audience_size
+  FROM days AS d JOIN {v2} AS v
+    ON v.ht_destination = d.ht_destination AND v.ht_destination_id = d.ht_destination_id
+   AND v.ht_snapshot_date = d.previous_date AND v.ht_snapshot_id = d.previous_id
+), compared AS (
+  SELECT COALESCE(n.snapshot_date, b.snapshot_date) AS snapshot_date,
+         COALESCE(n.ht_destination, b.ht_destination) AS ht_destination,
+         COALESCE(n.ht_destination_id, b.ht_destination_id) AS ht_destination_id,
+         COALESCE(n.ad_account_id, b.ad_account_id) AS ad_account_id,
+         COALESCE(n.audience_id, b.audience_id) AS audience_id,
+         COALESCE(n.audience_name, b.audience_name) AS audience_name,
+         n.audience_size, b.audience_size AS previous_size, b.previous_date AS previous_snapshot_date,
+         n.audience_id IS NOT NULL AS is_now, b.audience_id IS NOT NULL AS was_before
+  FROM now_rows AS n FULL OUTER JOIN before_rows AS b
+    ON n.ht_destination = b.ht_destination AND n.ht_destination_id = b.ht_destination_id
+   AND n.snapshot_date = b.snapshot_date AND n.ad_account_id = b.ad_account_id AND n.audience_id = b.audience_id
+)
+SELECT CAST(snapshot_date AS {date}) AS snapshot_date,
+       CAST(ht_destination AS {text}) AS ht_destination,
+       CAST(ht_destination_id AS {text}) AS ht_destination_id,
+       CAST(ad_account_id AS {text}) AS ad_account_id,
+       CAST(audience_id AS {text}) AS audience_id,
+       CAST(audience_name AS {text}) AS audience_name,
+       CAST(audience_size AS {big}) AS audience_size,
+       CAST(previous_size AS {big}) AS previous_size,
+       CAST(previous_snapshot_date AS {date}) AS previous_snapshot_date,
+       CAST(audience_size - previous_size AS {big}) AS size_change,
+       CAST(CASE WHEN previous_size <> 0 THEN 100.0 * (audience_size - previous_size) / previous_size END
+            AS {double}) AS size_change_pct,
+       CAST(CASE WHEN NOT was_before THEN 'new'
+                 WHEN NOT is_now THEN 'vanished'
+                 WHEN audience_size IS NULL OR previous_size IS NULL THEN 'unknown'
+                 WHEN audience_size > previous_size THEN 'grew'
+                 WHEN audience_size < previous_size THEN 'shrank'
+                 ELSE 'unchanged' END AS {text}) AS change_kind
+FROM compared"""  # noqa: S608
+
+
 def create_view(dialect: Dialect, schema: str, name: str, view: ViewDefinition) -> str:
-    """``CREATE OR REPLACE VIEW`` over every source table; empty but typed when there is none."""
-    selects = [_v1_select(dialect, schema, s) for s in view.sources]
-    body = "\nUNION ALL\n".join(selects) if selects else _empty_select(dialect, V1_COLUMNS)
+    """``CREATE OR REPLACE VIEW`` of one of the combined views; empty but typed when there is no table."""
+    if name == V1_NAME:
+        body = _union(dialect, schema, view, lambda d, s: v1_expressions(d, s.mapping), V1_COLUMNS)
+    elif name == V2_NAME:
+        body = _union(dialect, schema, view, v2_expressions, V2_COLUMNS)
+    elif name == CHANGES_NAME:
+        body = _changes_body(dialect, schema)
+    else:
+        raise ValueError(f"{name!r} is not one of the combined views")
     options = f" {dialect.view_options}" if dialect.view_options else ""
     return f"CREATE OR REPLACE VIEW {qualified(schema, name)}{options} AS\n{body}"
 
@@ -200,4 +354,67 @@ def view_latest_totals(schema: str, name: str) -> str:
         "AND v.ht_destination_id = l.ht_destination_id AND v.ht_fetched_at = l.fetched_at\n"
         "GROUP BY v.ht_destination, v.ht_destination_id, l.fetched_at "
         "ORDER BY v.ht_destination, v.ht_destination_id"
+    )
+
+
+# --- the change report: one evaluation of the change view for a range of days, then small queries ----------
+
+CHANGE_WINDOW = "ht_audience_size_changes_window"  # a temporary table: private to the session, dies with it
+_CHANGE_FIELDS = (
+    "ht_destination, ht_destination_id, ad_account_id, audience_id, audience_name, previous_size, "
+    "audience_size, size_change, size_change_pct, change_kind"
+)
+
+
+def change_window(dialect: Dialect, schema: str) -> str:
+    """Keep the change view's rows of a range of days for the queries below; binds (first day, last day)."""
+    p = dialect.param
+    return (
+        f"CREATE OR REPLACE TEMPORARY TABLE {CHANGE_WINDOW} AS SELECT * FROM {qualified(schema, CHANGES_NAME)} "  # noqa: S608
+        f"WHERE snapshot_date BETWEEN {p} AND {p}"
+    )
+
+
+def change_counts(dialect: Dialect) -> str:
+    """(change_kind, audiences) of one day; binds (day)."""
+    return (
+        f"SELECT change_kind, count(*) FROM {CHANGE_WINDOW} WHERE snapshot_date = {dialect.param} "  # noqa: S608
+        "GROUP BY change_kind"
+    )
+
+
+def compared_destinations(dialect: Dialect) -> str:
+    """(destination, destination id, previous snapshot date) compared on one day; binds (day)."""
+    return (
+        "SELECT ht_destination, ht_destination_id, max(previous_snapshot_date) "  # noqa: S608
+        f"FROM {CHANGE_WINDOW} WHERE snapshot_date = {dialect.param} "
+        "GROUP BY ht_destination, ht_destination_id ORDER BY ht_destination, ht_destination_id"
+    )
+
+
+# Which changes each list of a report holds, and in what order: our own fixed SQL, never from input.
+CHANGE_LISTS = {
+    "biggest": ("size_change <> 0", "abs(size_change) DESC"),
+    "vanished": ("change_kind = 'vanished'", "previous_size DESC NULLS LAST"),
+    "shrunk": ("change_kind = 'shrank' AND size_change_pct <= {p}", "size_change_pct"),
+}
+
+
+def change_list(dialect: Dialect, which: str, limit: int) -> str:
+    """The first ``limit`` changes of one list on one day, each with the list's length; binds (day[, -pct])."""
+    condition, order = CHANGE_LISTS[which]
+    return (
+        f"SELECT {_CHANGE_FIELDS}, count(*) OVER () FROM {CHANGE_WINDOW} "  # noqa: S608
+        f"WHERE snapshot_date = {dialect.param} AND {condition.format(p=dialect.param)}\n"
+        f"ORDER BY {order}, ht_destination, ht_destination_id, ad_account_id, audience_id LIMIT {int(limit)}"
+    )
+
+
+def daily_totals() -> str:
+    """(destination, id, day, audiences, audiences with a size, total size) of every day kept."""
+    return (
+        "SELECT ht_destination, ht_destination_id, snapshot_date, count(*), count(audience_size), "  # noqa: S608
+        f"sum(audience_size) FROM {CHANGE_WINDOW} WHERE change_kind <> 'vanished'\n"
+        "GROUP BY ht_destination, ht_destination_id, snapshot_date "
+        "ORDER BY ht_destination, ht_destination_id, snapshot_date"
     )
