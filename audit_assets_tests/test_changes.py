@@ -240,3 +240,20 @@ def test_shrinkage_within_the_threshold_passes(two_days: Callable) -> None:
     result = two_days()  # default 20%: the sandbox drifts by a few percent a day
     checks = {c.check_name: c for c in result.get_asset_check_evaluations() if c.asset_key == REPORT}
     assert checks[NO_SHRINKAGE_CHECK].passed
+
+
+def test_sizes_equal_on_both_days_are_unchanged(
+    workspace: Workspace, meta_server: Callable[..., Any]
+) -> None:
+    """Yesterday's partition taken today holds today's sizes (all a platform can tell): nothing moved."""
+    accounts = DAY_ACCOUNTS[TODAY]
+    for day in (YESTERDAY, TODAY):
+        _, dest = meta_server("shop", accounts=accounts, today=lambda: TODAY)
+        assert workspace.run(workspace.config([dest]), partition=day.isoformat()).success
+    kinds = dict(
+        workspace.query(
+            f"SELECT change_kind, count(*) FROM {CHANGES} WHERE snapshot_date = ? GROUP BY 1", [TODAY]
+        )
+    )
+    unsized = sum(size is None for _, size in sandbox_sizes(TODAY).values())
+    assert kinds == {"unchanged": 13 - unsized, "unknown": unsized}

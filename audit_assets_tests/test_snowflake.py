@@ -252,3 +252,33 @@ def test_a_private_key_that_cannot_be_read_fails_naming_the_variables_not_the_se
     for secret in (password, pem.splitlines()[1]):
         assert secret not in message and secret not in logged
     assert connect_arguments == [], "nothing reached Snowflake"
+
+
+def test_v2_and_the_change_view_in_snowflake_agree_with_the_sandbox(
+    workspace: Workspace, statements: list[str], meta_server: Any
+) -> None:
+    """The two-day scenario of test_changes, in a Snowflake warehouse: same rows, same kinds."""
+    from audit_assets.config import parse_config
+    from audit_assets_tests.test_changes import DAY_ACCOUNTS, TODAY, YESTERDAY, expected_changes
+
+    for day in (YESTERDAY, TODAY):
+        _, dest = meta_server("shop", accounts=DAY_ACCOUNTS[day], today=lambda day=day: day)
+        document = two_warehouses(workspace)
+        document["warehouses"].pop("local")
+        document["destinations"] = [{**dest, "warehouse": "prod"}]
+        result = workspace.run(parse_config(document, "snowflake only"), partition=day.isoformat())
+        assert result.success, failure_messages(result)
+    rows = query(
+        "SELECT ad_account_id, audience_id, audience_size, previous_size, size_change, change_kind "
+        f"FROM HIGHTOUCH_AUDIT.AUDIENCE_SIZE_CHANGES_V1 WHERE snapshot_date = '{TODAY.isoformat()}'"
+    )
+    expected = {k: (e[1], e[2], e[4], e[6]) for k, e in expected_changes().items()}
+    assert {(r[0], r[1]): tuple(r[2:]) for r in rows} == expected
+    v2 = query(
+        "SELECT audience_type, audience_status, count(*) FROM HIGHTOUCH_AUDIT.EXTERNAL_AUDIENCES_METADATA_V2 "
+        "GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    assert sum(n for _, _, n in v2) == 13 + 13
+    assert all(kind and status for kind, status, _ in v2), "Meta's subtype and delivery_status.description"
+    for statement in statements:
+        sqlglot.parse_one(statement.replace("%s", "'bound'"), read="snowflake")
