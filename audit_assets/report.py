@@ -117,18 +117,17 @@ def view_metadata(report: ViewReport) -> Mapping[str, dg.RawMetadataValue]:
 MOVERS_SHOWN = 20  # changes listed in a change report's tables
 HISTORY_DAYS = 30  # days of destination totals charted in a change report
 
+# The figures first, so they are in view without scrolling sideways; the ids last.
 _CHANGE_TABLE = dg.TableSchema(
     columns=[
-        dg.TableColumn("ht_destination", "string"),
-        dg.TableColumn("ht_destination_id", "string"),
-        dg.TableColumn("ad_account_id", "string"),
-        dg.TableColumn("audience_id", "string"),
+        dg.TableColumn("destination", "string", description="ht_destination and ht_destination_id"),
         dg.TableColumn("audience_name", "string"),
         dg.TableColumn("previous_size", "int"),
         dg.TableColumn("audience_size", "int"),
         dg.TableColumn("size_change", "int"),
         dg.TableColumn("size_change_pct", "float"),
-        dg.TableColumn("change_kind", "string"),
+        dg.TableColumn("ad_account_id", "string"),
+        dg.TableColumn("audience_id", "string"),
     ]
 )
 
@@ -138,16 +137,14 @@ def change_table(changes: list[Change]) -> dg.TableMetadataValue:
         records=[
             dg.TableRecord(
                 {
-                    "ht_destination": c.destination,
-                    "ht_destination_id": c.destination_id,
-                    "ad_account_id": c.ad_account_id,
-                    "audience_id": c.audience_id,
+                    "destination": f"{c.destination} {c.destination_id}",
                     "audience_name": c.audience_name,
                     "previous_size": c.previous_size,
                     "audience_size": c.audience_size,
                     "size_change": c.size_change,
                     "size_change_pct": None if c.size_change_pct is None else round(c.size_change_pct, 2),
-                    "change_kind": c.change_kind,
+                    "ad_account_id": c.ad_account_id,
+                    "audience_id": c.audience_id,
                 }
             )
             for c in changes
