@@ -36,6 +36,7 @@ RATE_LIMIT_PER_MINUTE = 1000  # ads_read, Standard access
 SANDBOX_USER_ID = "7000000000000001"
 DEFAULT_SHARED = frozenset({"1000000002"})  # reached through Business Access, not owned
 
+_AUDIENCE_TYPES = {"lookalike": "ACTALIKE", "website": "VISITOR", "engagement": "ENGAGEMENT"}
 _API = re.compile(r"^(?P<prefix>.*?)/v5/(?P<rest>.+)$")
 _AUDIENCES = re.compile(r"ad_accounts/(?P<id>[0-9]+)/audiences")
 
@@ -50,7 +51,7 @@ def audience_size(account_id: str, index: int, day: dt.date) -> int | None:
     if index % 4 == 2:
         return None
     size = world.daily_size(audience_id_of(account_id, index), day)
-    return 2**31 + size if _audience_type(world.audience_name(account_id, index)) == "ACTALIKE" else size
+    return 2**31 + size if world.audience_kind(index) == "lookalike" else size
 
 
 class PinterestSandbox(world.PlatformEmulator):
@@ -200,7 +201,7 @@ class PinterestSandbox(world.PlatformEmulator):
     def _audience(account: world.SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
         audience_id = audience_id_of(account.id, index)
         name = world.audience_name(account.id, index)
-        kind = _audience_type(name)
+        kind = _audience_type(index)
         size = audience_size(account.id, index, day)
         created = 1_650_000_000 + world.stable_int(audience_id, "created") % 50_000_000
         return {
@@ -219,14 +220,8 @@ class PinterestSandbox(world.PlatformEmulator):
         }
 
 
-def _audience_type(name: str) -> str:
-    if name.startswith("Lookalike"):
-        return "ACTALIKE"
-    if "visitors" in name:
-        return "VISITOR"
-    if name.startswith("Engaged"):
-        return "ENGAGEMENT"
-    return "CUSTOMER_LIST"
+def _audience_type(index: int) -> str:
+    return _AUDIENCE_TYPES.get(world.audience_kind(index), "CUSTOMER_LIST")
 
 
 def _rule(account_id: str, index: int, kind: str) -> dict[str, Any]:

@@ -33,6 +33,13 @@ MIN_LIMIT, MAX_LIMIT = 50, 1000
 DEFAULT_LIMIT = MAX_LIMIT  # UNCONFIRMED: the docs do not say what Snap uses when limit is omitted
 TOKEN_LIFETIME_SECONDS = 1800  # Airbyte oauth_token fixture: "expires_in": 1800
 
+_SOURCE_TYPES = {
+    "lookalike": "LOOKALIKE",
+    "website": "PIXEL",
+    "cart": "PIXEL",
+    "app": "MOBILE",
+    "engagement": "ENGAGEMENT",
+}
 _API = re.compile(r"^(?P<prefix>.*?)/v1/(?P<rest>.+)$")
 _SEGMENTS = re.compile(r"adaccounts/(?P<account>[^/]+)/segments")
 
@@ -213,22 +220,10 @@ def _ad_account(account: world.SandboxAccount, organization_id: str) -> dict[str
     }
 
 
-def _source_type(name: str) -> str:
-    if name.startswith("Lookalike"):
-        return "LOOKALIKE"
-    if "visitors" in name or "Cart" in name:
-        return "PIXEL"
-    if "installers" in name:
-        return "MOBILE"
-    if "video" in name:
-        return "ENGAGEMENT"
-    return "FIRST_PARTY"
-
-
 def _segment(account: world.SandboxAccount, organization_id: str, index: int, day: dt.date) -> dict[str, Any]:
     segment_id = segment_id_of(account.id, index)
     name = world.audience_name(account.id, index)
-    source_type = _source_type(name)
+    source_type = _SOURCE_TYPES.get(world.audience_kind(index), "FIRST_PARTY")
     created = 1_700_000_000 + world.stable_int(segment_id, "created") % 40_000_000
     retention = next((days for days in (30, 90, 180) if f"{days}d" in name), 9999)
     segment: dict[str, Any] = {

@@ -31,6 +31,13 @@ MAX_PAGE_SIZE = 100
 MAX_INFO_IDS = 100
 BIG_AUDIENCE = 2**31  # added to one audience in five, so sizes above int32 are always served
 
+_AUDIENCE_TYPES = {
+    "lookalike": "Lookalike Audience",
+    "website": "Website Traffic",
+    "cart": "Website Traffic",
+    "app": "App Activity",
+    "engagement": "Engagement",
+}
 _API_PATH = re.compile(r"^(?P<prefix>.*?)/open_api/v1\.3/(?P<rest>.+)$")
 
 
@@ -47,23 +54,11 @@ def audience_size(account_id: str, index: int, day: dt.date) -> int | None:
     return BIG_AUDIENCE + size if index % 5 == 4 else size
 
 
-def _audience_type(name: str) -> str:
-    if name.startswith("Lookalike"):
-        return "Lookalike Audience"
-    if "visitors" in name or "abandoners" in name:
-        return "Website Traffic"
-    if "App" in name:
-        return "App Activity"
-    if "video" in name:
-        return "Engagement"
-    return "Customer File"
-
-
 def sandbox_audience(account_id: str, index: int, day: dt.date) -> dict[str, Any]:
     """One audience object as dmp/custom_audience/list returns it."""
     audience_id = audience_id_of(account_id, index)
     name = world.audience_name(account_id, index)
-    kind = _audience_type(name)
+    kind = _AUDIENCE_TYPES.get(world.audience_kind(index), "Customer File")
     created = dt.datetime(2025, 1, 1) + dt.timedelta(
         seconds=world.stable_int(audience_id, "created") % 30_000_000
     )

@@ -65,6 +65,26 @@ AUDIENCE_NAMES = (
 )
 
 
+# What each of AUDIENCE_NAMES is, in the same order: each platform names these kinds its own way.
+AUDIENCE_KINDS = (
+    "customer_list",
+    "customer_list",
+    "cart",
+    "lookalike",
+    "website",
+    "app",
+    "engagement",
+    "customer_list",
+    "customer_list",
+    "customer_list",
+)
+
+
+def audience_kind(index: int) -> str:
+    """The kind of the index-th audience of any account (its name says the same)."""
+    return AUDIENCE_KINDS[index % len(AUDIENCE_KINDS)]
+
+
 def audience_name(account_id: str, index: int) -> str:
     base = AUDIENCE_NAMES[index % len(AUDIENCE_NAMES)]
     cycle = index // len(AUDIENCE_NAMES)

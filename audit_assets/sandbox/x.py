@@ -38,6 +38,7 @@ RATE_LIMIT = 2000  # requests per 15-minute window, as the headers report it
 HUGE_INDEX = 3  # this audience of every account is above 2**31, to exercise int64 end to end
 PROCESSING_INDEX = 4  # this one is still processing: audience_size null, not targetable
 
+_AUDIENCE_TYPES = {"website": "WEB", "cart": "WEB", "app": "MOBILE"}
 _VERSIONED = re.compile(r"^(?P<prefix>.*?)/(?P<version>\d+)/(?P<rest>.+)$")
 _AUDIENCES = re.compile(r"accounts/(?P<account>[^/]+)/custom_audiences")
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -234,9 +235,7 @@ class XAdsSandbox(world.PlatformEmulator):
     def _audience(account: world.SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
         audience_id = audience_id_of(account.id, index)
         name = world.audience_name(account.id, index)
-        kind = "WEB" if "visitors" in name or "abandoners" in name else "CRM"
-        if name.startswith("App"):
-            kind = "MOBILE"
+        kind = _AUDIENCE_TYPES.get(world.audience_kind(index), "CRM")
         size: int | None = world.daily_size(audience_id, day)
         if index == HUGE_INDEX:
             size = 2**31 + 1000 * world.daily_size(audience_id, day)
