@@ -20,7 +20,7 @@ import pytest
 from audit_assets.platforms import meta
 from audit_assets.platforms.base import AuthError, BadResponse, PageTooLarge, ThrottleCapExceeded
 from audit_assets.platforms.http import RetrySettings
-from audit_assets.sandbox.meta import MetaGraphSandbox, graph_error
+from audit_assets.sandbox.meta import MetaGraphSandbox
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets_tests.client_contracts import FETCHED_AT, contract_of
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
@@ -98,7 +98,7 @@ def test_token_echoed_by_the_platform_is_redacted(connect: Connect) -> None:
     class EchoingGraph(MetaGraphSandbox):
         def respond(self, request: httpx.Request) -> httpx.Response:
             supplied = request.headers.get("authorization", "").removeprefix("Bearer ")
-            return graph_error(request, 400, 190, f"Invalid OAuth access token: {supplied}")
+            return self.error(request, 400, 190, f"Invalid OAuth access token: {supplied}")
 
     harness = connect(sandbox(cls=EchoingGraph))
 

@@ -30,7 +30,7 @@ class Api:
                 self.token_errors -= 1
                 return httpx.Response(503, text="unavailable")
             return self.issuer.token_response(request)
-        if not self.issuer.accepts(request.headers):
+        if not self.issuer.accepts(request.headers.get("authorization", "").removeprefix("Bearer ")):
             return httpx.Response(401, json={"message": "token expired"})
         return httpx.Response(200, json={"ok": True})
 

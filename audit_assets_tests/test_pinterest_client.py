@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from audit_assets.platforms.base import AdAccount, BadResponse
-from audit_assets.sandbox.pinterest import TOKEN_PATH, PinterestSandbox, pinterest_error
+from audit_assets.sandbox.pinterest import TOKEN_PATH, PinterestSandbox
 from audit_assets.sandbox.world import Fault, FaultKind, Faults, SandboxAccount
 from audit_assets_tests.client_contracts import contract_of
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
@@ -120,7 +120,7 @@ class FixedBody(PinterestSandbox):
 
     def respond(self, request: httpx.Request) -> httpx.Response:
         if request.headers.get("authorization") != f"Bearer {ACCESS_TOKEN}":
-            return pinterest_error(401, 2, "Authentication failed.")
+            return self.error(request, 401, 2, "Authentication failed.")
         return httpx.Response(200, json=self.body)
 
 
@@ -189,7 +189,7 @@ def test_a_reset_sent_as_a_unix_time_is_waited_until(connect: Connect) -> None:
     class EpochReset(PinterestSandbox):
         def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
             reset = str(int(time.time()) + 90)
-            return pinterest_error(429, 8, "Rate limit exceeded.", headers={"x-ratelimit-reset": reset})
+            return self.error(request, 429, 8, "Rate limit exceeded.", headers={"x-ratelimit-reset": reset})
 
     faults = Faults().add(FaultKind.THROTTLE, path_contains="/audiences")
     harness = connect(sandbox((RETAIL,), faults=faults, cls=EpochReset))

@@ -209,7 +209,7 @@ def test_wrong_paging_or_shapes_are_bad_responses(
 def test_discovery_without_a_list_is_a_bad_response(connect: Connect) -> None:
     class NoList(TikTokBusinessSandbox):
         def _advertisers(self, request: httpx.Request) -> httpx.Response:
-            return self._envelope(request, {"advertisers": []})
+            return self._ok(request, {"advertisers": []})
 
     with pytest.raises(BadResponse, match=r"discovering the advertisers.*data\.list"):
         active_accounts(connect(sandbox(cls=NoList)).client)
@@ -227,7 +227,7 @@ def test_system_error_in_http_200_is_retried(connect: Connect) -> None:
         def _audience_page(self, request: httpx.Request) -> httpx.Response:
             if self.failures:
                 self.failures -= 1
-                return self._error(request, 50000, "System error.")
+                return self.error(request, 200, 50000, "System error.")
             return super()._audience_page(request)
 
     harness = connect(sandbox((RETAIL,), cls=Flaky))

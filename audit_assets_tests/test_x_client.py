@@ -21,7 +21,7 @@ from oauthlib.oauth1.rfc5849.utils import parse_authorization_header
 from audit_assets.platforms import x
 from audit_assets.platforms.base import AdAccount, AuthError, BadResponse
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
-from audit_assets.sandbox.x import XAdsSandbox, x_error
+from audit_assets.sandbox.x import XAdsSandbox
 from audit_assets_tests.client_contracts import contract_of
 from audit_assets_tests.conftest import RETAIL, TRAVEL
 from audit_assets_tests.platform_harness import Connect, PlatformClients, active_accounts, listed
@@ -256,7 +256,8 @@ def test_snapshot_rows_hold_the_audience_as_returned(connect: Connect, spool_roo
 def test_an_app_without_ads_api_access_is_told_so(connect: Connect) -> None:
     class NotAllowlisted(XAdsSandbox):
         def respond(self, request: httpx.Request) -> httpx.Response:
-            return x_error(
+            return self.error(
+                request,
                 403,
                 "UNAUTHORIZED_CLIENT_APPLICATION",
                 "The client application making this request does not have access to this API",

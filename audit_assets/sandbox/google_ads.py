@@ -92,6 +92,19 @@ _SIZE_RANGES = (
 # One kind per entry of world.AUDIENCE_NAMES, in the same order.
 _KINDS = ("crm", "crm", "rule", "lookalike", "huge", "app", "basic", "crm", "logical", "crm")
 HUGE_SIZE_OFFSET = 2_500_000_000  # "Website visitors" lists exceed 2**31, to exercise int64 end to end
+# The google.rpc.Status code and message Google sends with each HTTP status; None: the message is the error's.
+_RPC_STATUS: dict[int, tuple[str, str | None]] = {
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: (
+        "UNAUTHENTICATED",
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or "
+        "other valid authentication credential.",
+    ),
+    403: ("PERMISSION_DENIED", "The caller does not have permission"),
+    404: ("NOT_FOUND", None),
+    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    500: ("INTERNAL", "Internal error encountered."),
+}
 
 
 def user_list_id(account_id: str, index: int) -> str:
@@ -99,37 +112,13 @@ def user_list_id(account_id: str, index: int) -> str:
     return str(8_000_000_000 + int(account_id[-4:]) * 10_000 + index)
 
 
-def ads_error(
-    request: httpx.Request,
-    http_status: int,
-    status: str,
-    message: str,
-    *,
-    code: tuple[str, str] | None = None,
-    error_message: str | None = None,
-    error_details: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    """A google.rpc.Status body; with ``code``, a GoogleAdsFailure detail as the Ads API sends it."""
-    error: dict[str, Any] = {"code": http_status, "message": message, "status": status}
-    if code is not None:
-        match = _VERSIONED.match(request.url.path)
-        version = match["version"] if match else "v26"
-        failure: dict[str, Any] = {"errorCode": {code[0]: code[1]}, "message": error_message or message}
-        if error_details:
-            failure["details"] = error_details
-        error["details"] = [
-            {
-                "@type": f"type.googleapis.com/google.ads.googleads.{version}.errors.GoogleAdsFailure",
-                "errors": [failure],
-                "requestId": f"sbx{world.stable_int(str(request.url), request.content) % 10**12:012d}",
-            }
-        ]
-    return httpx.Response(http_status, json={"error": error}, headers=headers)
-
-
 class GoogleAdsSandbox(world.PlatformEmulator):
     """A manager with client customers, some also directly accessible; each client has user lists."""
+
+    token_path = TOKEN_PATH
+    server_error = world.WireError(
+        500, ("internalError", "INTERNAL_ERROR"), "An internal error has occurred."
+    )
 
     def __init__(
         self,
@@ -149,7 +138,6 @@ class GoogleAdsSandbox(world.PlatformEmulator):
         self.accessible = (
             [manager.id, *directly_accessible] if manager is not None else [a.id for a in accounts]
         )
-        self.developer_token = credentials["developer_token"]
         self.developer_token_approved = developer_token_approved
         self.page_size = page_size
         self.issuer = TokenIssuer(
@@ -160,20 +148,67 @@ class GoogleAdsSandbox(world.PlatformEmulator):
             expire_after_uses=expire_after_uses,
             prefix="ya29.sbx",
         )
+        self.credentials = (
+            world.bearer(
+                self.issuer.accepts,
+                world.WireError(
+                    401,
+                    ("authenticationError", "OAUTH_TOKEN_INVALID"),
+                    "The OAuth access token is invalid or expired.",
+                ),
+            ),
+            world.HeaderCredential(
+                "developer-token",
+                world.one_of({credentials["developer_token"]}),
+                world.WireError(
+                    401,
+                    ("authenticationError", "DEVELOPER_TOKEN_INVALID"),
+                    "The developer token is not valid.",
+                    {"summary": "Request is missing required authentication credential."},
+                ),
+            ),
+            world.HeaderCredential(
+                "developer-token",
+                lambda _: self.developer_token_approved,
+                world.WireError(
+                    403,
+                    ("authorizationError", "DEVELOPER_TOKEN_NOT_APPROVED"),
+                    "The developer token is only approved for use with test accounts. To access "
+                    "non-test accounts, apply for Basic or Standard access.",
+                ),
+            ),
+        )
 
-    def respond(self, request: httpx.Request) -> httpx.Response:
+    def envelope(self, request: httpx.Request, error: world.WireError) -> httpx.Response:
+        """A google.rpc.Status body; with a ``code``, a GoogleAdsFailure detail as the Ads API sends it."""
+        status, summary = _RPC_STATUS[error.status]
+        body: dict[str, Any] = {
+            "code": error.status,
+            "message": error.extra.get("summary", summary) or error.message,
+            "status": status,
+        }
+        if error.code is not None:
+            match = _VERSIONED.match(request.url.path)
+            version = match["version"] if match else "v26"
+            category, name = error.code
+            failure: dict[str, Any] = {"errorCode": {category: name}, "message": error.message}
+            if "details" in error.extra:
+                failure["details"] = error.extra["details"]
+            body["details"] = [
+                {
+                    "@type": f"type.googleapis.com/google.ads.googleads.{version}.errors.GoogleAdsFailure",
+                    "errors": [failure],
+                    "requestId": f"sbx{world.stable_int(str(request.url), request.content) % 10**12:012d}",
+                }
+            ]
+        return httpx.Response(error.status, json={"error": body}, headers=error.headers)
+
+    def route(self, request: httpx.Request) -> httpx.Response:
         match = _VERSIONED.match(request.url.path)
         if match is None:
-            if request.method == "POST" and request.url.path.endswith(TOKEN_PATH):
-                return self.issuer.token_response(request)
-            return ads_error(
-                request, 404, "NOT_FOUND", f"The requested URL {request.url.path} was not found."
-            )
+            return self.error(request, 404, None, f"The requested URL {request.url.path} was not found.")
         if match["version"] not in SUPPORTED_VERSIONS:
-            return ads_error(request, 404, "NOT_FOUND", f"Version {match['version']} is not available.")
-        refused = self._refuse_credentials(request)
-        if refused is not None:
-            return refused
+            return self.error(request, 404, None, f"Version {match['version']} is not available.")
         rest = match["rest"]
         if rest == "customers:listAccessibleCustomers" and request.method == "GET":
             names = [f"customers/{cid}" for cid in self.accessible]
@@ -181,72 +216,28 @@ class GoogleAdsSandbox(world.PlatformEmulator):
         search = _SEARCH.fullmatch(rest)
         if search and request.method == "POST":
             return self._search(request, search["cid"])
-        return ads_error(request, 404, "NOT_FOUND", f"The requested URL {request.url.path} was not found.")
+        return self.error(request, 404, None, f"The requested URL {request.url.path} was not found.")
 
-    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
-        if fault.kind is world.FaultKind.THROTTLE:
-            seconds = fault.wait_minutes * 60
-            details: dict[str, Any] = {}
-            if seconds >= 3600:  # the daily operations quota of the developer token (the documented body)
-                code = "RESOURCE_EXHAUSTED"
-                details = {
-                    "rateScope": "DEVELOPER",
-                    "rateName": "Number of operations for basic access",
-                    "retryDelay": f"{seconds}s",
-                }
-            else:  # a short-term rate limit
-                code = "RESOURCE_TEMPORARILY_EXHAUSTED"
-                if seconds:
-                    details = {"retryDelay": f"{seconds}s"}
-            return ads_error(
-                request,
-                429,
-                "RESOURCE_EXHAUSTED",
-                "Resource has been exhausted (e.g. check quota).",
-                code=("quotaError", code),
-                error_message=f"Too many requests. Retry in {seconds} seconds.",
-                error_details={"quotaErrorDetails": details} if details else None,
-            )
-        return ads_error(
-            request,
-            500,
-            "INTERNAL",
-            "Internal error encountered.",
-            code=("internalError", "INTERNAL_ERROR"),
-            error_message="An internal error has occurred.",
+    def throttled(self, request: httpx.Request, fault: world.Fault) -> world.WireError:
+        seconds = fault.wait_minutes * 60
+        details: dict[str, Any] = {}
+        if seconds >= 3600:  # the daily operations quota of the developer token (the documented body)
+            code = "RESOURCE_EXHAUSTED"
+            details = {
+                "rateScope": "DEVELOPER",
+                "rateName": "Number of operations for basic access",
+                "retryDelay": f"{seconds}s",
+            }
+        else:  # a short-term rate limit
+            code = "RESOURCE_TEMPORARILY_EXHAUSTED"
+            if seconds:
+                details = {"retryDelay": f"{seconds}s"}
+        return world.WireError(
+            429,
+            ("quotaError", code),
+            f"Too many requests. Retry in {seconds} seconds.",
+            {"details": {"quotaErrorDetails": details}} if details else {},
         )
-
-    def _refuse_credentials(self, request: httpx.Request) -> httpx.Response | None:
-        if not self.issuer.accepts(request.headers):
-            return ads_error(
-                request,
-                401,
-                "UNAUTHENTICATED",
-                "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
-                "cookie or other valid authentication credential.",
-                code=("authenticationError", "OAUTH_TOKEN_INVALID"),
-                error_message="The OAuth access token is invalid or expired.",
-            )
-        if request.headers.get("developer-token") != self.developer_token:
-            return ads_error(
-                request,
-                401,
-                "UNAUTHENTICATED",
-                "Request is missing required authentication credential.",
-                code=("authenticationError", "DEVELOPER_TOKEN_INVALID"),
-                error_message="The developer token is not valid.",
-            )
-        if not self.developer_token_approved:
-            return ads_error(
-                request,
-                403,
-                "PERMISSION_DENIED",
-                "The caller does not have permission",
-                code=("authorizationError", "DEVELOPER_TOKEN_NOT_APPROVED"),
-                error_message="The developer token is only approved for use with test accounts. To access "
-                "non-test accounts, apply for Basic or Standard access.",
-            )
-        return None
 
     # --- googleAds:search ------------------------------------------------------------------------------
 
@@ -256,18 +247,22 @@ class GoogleAdsSandbox(world.PlatformEmulator):
         except ValueError:
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            return _invalid(request, ("requestError", "REQUIRED_FIELD_MISSING"), "The query is missing.")
+            return self.error(
+                request, 400, ("requestError", "REQUIRED_FIELD_MISSING"), "The query is missing."
+            )
         if "pageSize" in body:
-            return _invalid(
+            return self.error(
                 request,
+                400,
                 ("requestError", "PAGE_SIZE_NOT_SUPPORTED"),
                 "Setting the page size is not supported. Search Responses will have fixed page size of "
                 "10000 rows.",
             )
         login = request.headers.get("login-customer-id")
         if login is not None and not login.isdigit():
-            return _invalid(
+            return self.error(
                 request,
+                400,
                 ("headerError", "INVALID_LOGIN_CUSTOMER_ID"),
                 "The login customer ID could not be validated.",
             )
@@ -277,14 +272,14 @@ class GoogleAdsSandbox(world.PlatformEmulator):
         try:
             resource, fields, conditions = _parse_query(body["query"])
         except ValueError as exc:
-            return _invalid(request, ("queryError", "UNRECOGNIZED_FIELD"), str(exc))
+            return self.error(request, 400, ("queryError", "UNRECOGNIZED_FIELD"), str(exc))
         rows = self._customer_clients(cid) if resource == "customer_client" else self._user_lists(cid)
         rows = [r for r in rows if all(_matches(r, f, op, v) for f, op, v in conditions)]
         digest = hashlib.sha256(f"{cid}\x1f{body['query']}".encode()).hexdigest()[:16]
         try:
             offset = _offset(body.get("pageToken"), digest)
         except ValueError:
-            return _invalid(request, ("requestError", "INVALID_PAGE_TOKEN"), "Page token is invalid.")
+            return self.error(request, 400, ("requestError", "INVALID_PAGE_TOKEN"), "Page token is invalid.")
         end = min(offset + self.served(self.page_size), len(rows))
         key = _ROW_KEY[resource]
         response: dict[str, Any] = {}
@@ -302,26 +297,21 @@ class GoogleAdsSandbox(world.PlatformEmulator):
         )
         unreadable = cid in self.accounts and not self.accounts[cid].readable
         if login not in self.accessible or not reachable or unreadable:
-            return ads_error(
+            return self.error(
                 request,
                 403,
-                "PERMISSION_DENIED",
-                "The caller does not have permission",
-                code=("authorizationError", "USER_PERMISSION_DENIED"),
-                error_message="User doesn't have permission to access customer. Note: If you're accessing "
-                "a client customer, the manager's customer ID must be set in the 'login-customer-id' "
-                "header.",
+                ("authorizationError", "USER_PERMISSION_DENIED"),
+                "User doesn't have permission to access customer. Note: If you're accessing a client "
+                "customer, the manager's customer ID must be set in the 'login-customer-id' header.",
             )
         customer = self._customer(cid)
         if customer is None or not customer.active:
-            return ads_error(
+            return self.error(
                 request,
                 403,
-                "PERMISSION_DENIED",
-                "The caller does not have permission",
-                code=("authorizationError", "CUSTOMER_NOT_ENABLED"),
-                error_message="The customer account can't be accessed because it is not yet enabled or "
-                "has been deactivated.",
+                ("authorizationError", "CUSTOMER_NOT_ENABLED"),
+                "The customer account can't be accessed because it is not yet enabled or has been "
+                "deactivated.",
             )
         return None
 
@@ -445,17 +435,6 @@ def _rule_based(url_fragment: str, lookback_days: int) -> dict[str, Any]:
 
 def _size_range(size: int) -> str:
     return next((label for bound, label in _SIZE_RANGES if size < bound), "OVER_FIFTY_MILLION")
-
-
-def _invalid(request: httpx.Request, code: tuple[str, str], message: str) -> httpx.Response:
-    return ads_error(
-        request,
-        400,
-        "INVALID_ARGUMENT",
-        "Request contains an invalid argument.",
-        code=code,
-        error_message=message,
-    )
 
 
 def _parse_query(query: str) -> tuple[str, list[str], list[tuple[str, str, str]]]:

@@ -14,7 +14,15 @@ from typing import Any
 import httpx
 
 from audit_assets.sandbox.meta import audience_id_of
-from audit_assets.sandbox.world import Emulator, Fault, FaultKind, Faults, utc_today
+from audit_assets.sandbox.world import (
+    ApiEmulator,
+    Fault,
+    Faults,
+    WireError,
+    bearer,
+    one_of,
+    utc_today,
+)
 
 DEMO_CREDENTIALS = {"api_key": "sandbox-hightouch-demo-key"}
 MAX_LIMIT = 100
@@ -54,7 +62,9 @@ def default_syncs() -> list[dict[str, Any]]:
     return sorted([*ours, *others], key=lambda s: s["id"])
 
 
-class HightouchSandbox(Emulator):
+class HightouchSandbox(ApiEmulator):
+    server_error = WireError(500, None, "Internal server error")
+
     def __init__(
         self,
         syncs: Sequence[dict[str, Any]] | None = None,
@@ -65,25 +75,25 @@ class HightouchSandbox(Emulator):
     ) -> None:
         super().__init__(faults, today)
         self.syncs = list(syncs) if syncs is not None else default_syncs()
-        self.api_key = api_key
+        self.credentials = (bearer(one_of({api_key}), WireError(401, None, "Invalid API key")),)
 
-    def respond(self, request: httpx.Request) -> httpx.Response:
-        if request.headers.get("authorization") != f"Bearer {self.api_key}":
-            return httpx.Response(401, json={"message": "Invalid API key"})
+    def envelope(self, request: httpx.Request, error: WireError) -> httpx.Response:
+        """``{message}``."""
+        return httpx.Response(error.status, json={"message": error.message}, headers=error.headers)
+
+    def route(self, request: httpx.Request) -> httpx.Response:
         if request.method != "GET" or not request.url.path.endswith("/api/v1/syncs"):
-            return httpx.Response(404, json={"message": "Not found"})
+            return self.error(request, 404, None, "Not found")
         try:
             limit = min(MAX_LIMIT, max(1, int(request.url.params.get("limit", MAX_LIMIT))))
             offset = max(0, int(request.url.params.get("offset", 0)))
         except ValueError:
-            return httpx.Response(400, json={"message": "limit and offset must be integers"})
+            return self.error(request, 400, None, "limit and offset must be integers")
         page = self.syncs[offset : offset + limit]
         return httpx.Response(200, json={"data": page, "hasMore": offset + limit < len(self.syncs)})
 
-    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
-        if fault.kind is FaultKind.THROTTLE:
-            return httpx.Response(429, json={"message": "Too many requests"}, headers={"retry-after": "1"})
-        return httpx.Response(500, json={"message": "Internal server error"})
+    def throttled(self, request: httpx.Request, fault: Fault) -> WireError:
+        return WireError(429, None, "Too many requests", headers={"retry-after": "1"})
 
 
 EMULATOR = HightouchSandbox

@@ -47,21 +47,15 @@ _STATUS_SEARCH = re.compile(r"^\(status:\(values:List\((?P<values>[A-Z_]+(?:,[A-
 _LIST = re.compile(r"^List\((?P<items>[^()]*)\)$")
 
 
-def linkedin_error(
-    status: int, code: str, message: str, service_error_code: int | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"status": status, "code": code, "message": message}
-    if service_error_code is not None:
-        body["serviceErrorCode"] = service_error_code
-    return body
-
-
 def segment_id_of(account_id: str, index: int) -> int:
     """The id the sandbox gives the index-th ad segment of an account."""
     return int(f"1{account_id[-4:]}{index:05d}")
 
 
 class LinkedInMarketingSandbox(world.PlatformEmulator):
+    token_path = TOKEN_PATH
+    server_error = world.WireError(500, "INTERNAL_SERVER_ERROR", "Internal Server Error")
+
     def __init__(
         self,
         accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
@@ -85,49 +79,60 @@ class LinkedInMarketingSandbox(world.PlatformEmulator):
             expire_after_uses=expire_after_uses,
             rotate_refresh_token=rotate_refresh_token,
             prefix="sbx-linkedin",
+            long_lived=access_tokens,
         )
-        self.access_tokens = frozenset(access_tokens)  # long-lived tokens issued outside the sandbox
+        self.credentials = (
+            world.bearer(
+                self.issuer.accepts,
+                world.WireError(
+                    401, "INVALID_ACCESS_TOKEN", "Invalid access token", {"serviceErrorCode": 65600}
+                ),
+            ),
+        )
 
     # --- routing ------------------------------------------------------------------------------------------
 
-    def respond(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith(TOKEN_PATH) and request.method == "POST":
-            return self.issuer.token_response(request)
-        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
-        if bearer not in self.access_tokens and not self.issuer.accepts(request.headers):
-            return self._error(401, "INVALID_ACCESS_TOKEN", "Invalid access token", 65600)
+    def envelope(self, request: httpx.Request, error: world.WireError) -> httpx.Response:
+        """``{status, code, message, serviceErrorCode}``, dated like every LinkedIn answer."""
+        body = {"status": error.status, "code": error.code, "message": error.message, **error.extra}
+        return self._reply(body, error.status)
+
+    def route(self, request: httpx.Request) -> httpx.Response:
         version = request.headers.get("linkedin-version")
         if version is None:
-            return self._error(
+            return self.error(
+                request,
                 400,
                 "VERSION_MISSING",
                 "A version must be present. Please specify a version by adding the LinkedIn-Version header.",
             )
         if not _VERSION.match(version):
-            return self._error(426, "NONEXISTENT_VERSION", f"Requested version {version} is not active")
+            return self.error(
+                request, 426, "NONEXISTENT_VERSION", f"Requested version {version} is not active"
+            )
         if request.headers.get("x-restli-protocol-version") != "2.0.0":
-            return self._error(400, "ILLEGAL_ARGUMENT", "This API requires X-Restli-Protocol-Version 2.0.0")
+            return self.error(
+                request, 400, "ILLEGAL_ARGUMENT", "This API requires X-Restli-Protocol-Version 2.0.0"
+            )
         match = _RESOURCE.match(request.url.path)
         if request.method != "GET" or match is None:
-            return self._error(404, "NOT_FOUND", "No virtual resource found")
+            return self.error(request, 404, "NOT_FOUND", "No virtual resource found")
         params = _raw_params(request)
         if match["resource"] == "adAccounts" and params.get("q") == "search":
-            return self._account_search(params)
+            return self._account_search(request, params)
         if match["resource"] == "adSegments" and params.get("q") == "accounts":
-            return self._segments(params)
-        return self._error(404, "NOT_FOUND", "No virtual resource found")
+            return self._segments(request, params)
+        return self.error(request, 404, "NOT_FOUND", "No virtual resource found")
 
-    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
+    def throttled(self, request: httpx.Request, fault: world.Fault) -> world.WireError:
         """A 429 has no wait estimate; ``wait_minutes`` > 0 makes it the DAY quota (reset at 00:00 UTC)."""
-        if fault.kind is world.FaultKind.THROTTLE:
-            window = "APPLICATION_AND_MEMBER DAY limit" if fault.wait_minutes > 0 else "limit"
-            return self._error(
-                429,
-                "TOO_MANY_REQUESTS",
-                f"Resource level throttle {window} for calls to this resource is reached.",
-                101,
-            )
-        return self._error(500, "INTERNAL_SERVER_ERROR", "Internal Server Error")
+        window = "APPLICATION_AND_MEMBER DAY limit" if fault.wait_minutes > 0 else "limit"
+        return world.WireError(
+            429,
+            "TOO_MANY_REQUESTS",
+            f"Resource level throttle {window} for calls to this resource is reached.",
+            {"serviceErrorCode": 101},
+        )
 
     # --- resources ----------------------------------------------------------------------------------------
 
@@ -141,13 +146,13 @@ class LinkedInMarketingSandbox(world.PlatformEmulator):
             raise ValueError("search")
         return frozenset(match["values"].split(","))
 
-    def _account_search(self, params: dict[str, str]) -> httpx.Response:
+    def _account_search(self, request: httpx.Request, params: dict[str, str]) -> httpx.Response:
         try:
             statuses = self.search_statuses(params)
             size = self.served(_int_param(params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE))
             offset = _decode_token(params.get("pageToken"))
         except ValueError as exc:
-            return self._error(400, "ILLEGAL_ARGUMENT", f"Invalid query parameter: {exc}")
+            return self.error(request, 400, "ILLEGAL_ARGUMENT", f"Invalid query parameter: {exc}")
         rows = [
             self._account(a)
             for a in self.accounts.values()
@@ -157,20 +162,21 @@ class LinkedInMarketingSandbox(world.PlatformEmulator):
         metadata = {"nextPageToken": world.opaque_cursor(end)} if end < len(rows) else {}
         return self._reply({"elements": rows[offset:end], "metadata": metadata})
 
-    def _segments(self, params: dict[str, str]) -> httpx.Response:
+    def _segments(self, request: httpx.Request, params: dict[str, str]) -> httpx.Response:
         try:
             account_ids = _account_list(params.get("accounts"))
             start = _int_param(params, "start", 0, 0, 10**9)
             count = _int_param(params, "count", DEFAULT_COUNT, 0, 10**9)
         except ValueError as exc:
-            return self._error(400, "ILLEGAL_ARGUMENT", f"Invalid query parameter: {exc}")
+            return self.error(request, 400, "ILLEGAL_ARGUMENT", f"Invalid query parameter: {exc}")
         unknown = [a for a in account_ids if a not in self.accounts or not self.accounts[a].readable]
         if unknown:
-            return self._error(
+            return self.error(
+                request,
                 403,
                 "ACCESS_DENIED",
                 f"Not enough permissions to access: adSegments.FINDER-accounts for {unknown[0]}",
-                100,
+                serviceErrorCode=100,
             )
         day = self.today()
         rows = [
@@ -232,11 +238,6 @@ class LinkedInMarketingSandbox(world.PlatformEmulator):
     def _reply(self, body: dict[str, Any], status: int = 200) -> httpx.Response:
         headers = {"date": email.utils.format_datetime(self.now().astimezone(dt.UTC), usegmt=True)}
         return httpx.Response(status, json=body, headers=headers)
-
-    def _error(
-        self, status: int, code: str, message: str, service_error_code: int | None = None
-    ) -> httpx.Response:
-        return self._reply(linkedin_error(status, code, message, service_error_code), status)
 
 
 def _raw_params(request: httpx.Request) -> dict[str, str]:

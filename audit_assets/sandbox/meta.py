@@ -42,23 +42,11 @@ def _trace(request: httpx.Request) -> str:
     return f"Sbx{world.stable_int(str(request.url)) % 10**9:09d}"
 
 
-def graph_error(
-    request: httpx.Request,
-    status: int,
-    code: int,
-    message: str,
-    *,
-    subcode: int | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
-    if subcode is not None:
-        error["error_subcode"] = subcode
-    error["fbtrace_id"] = _trace(request)
-    return httpx.Response(status, json={"error": error}, headers=headers)
-
-
 class MetaGraphSandbox(world.PlatformEmulator):
+    server_error = world.WireError(
+        500, 2, "An unexpected error has occurred. Please retry your request later."
+    )
+
     def __init__(
         self,
         accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
@@ -70,18 +58,28 @@ class MetaGraphSandbox(world.PlatformEmulator):
         **options: Unpack[world.EmulatorOptions],
     ) -> None:
         super().__init__(accounts, **options)
-        self.token = token
+        self.credentials = (
+            world.bearer(
+                world.one_of({token}),
+                world.WireError(400, 190, "Invalid OAuth access token - Cannot parse access token"),
+                query="access_token",
+            ),
+        )
         self.empty_pages = empty_pages  # empty pages (with paging.next) served after the first page
         self.new_fields = new_fields or {}  # fields the platform "added later": returned unasked
         self.heaviest_page = heaviest_page  # a larger audience page is refused as too much data
 
-    def respond(self, request: httpx.Request) -> httpx.Response:
-        supplied = request.url.params.get("access_token") or request.headers.get("authorization", "")
-        if supplied.removeprefix("Bearer ") != self.token:
-            return graph_error(request, 400, 190, "Invalid OAuth access token - Cannot parse access token")
+    def envelope(self, request: httpx.Request, error: world.WireError) -> httpx.Response:
+        """Graph's ``{"error": {message, type, code, error_subcode, fbtrace_id}}``."""
+        body: dict[str, Any] = {"message": error.message, "type": "OAuthException", "code": error.code}
+        body |= error.extra
+        body["fbtrace_id"] = _trace(request)
+        return httpx.Response(error.status, json={"error": body}, headers=error.headers)
+
+    def route(self, request: httpx.Request) -> httpx.Response:
         match = _VERSIONED.match(request.url.path)
         if request.method != "GET" or match is None:
-            return graph_error(request, 400, 100, "Unsupported request - method type or path not supported")
+            return self.error(request, 400, 100, "Unsupported request - method type or path not supported")
         rest = match["rest"]
         if rest == "me/adaccounts":
             return self._page(request, [self._account(a) for a in self.accounts.values()], _ACCOUNT_FIELDS)
@@ -89,47 +87,42 @@ class MetaGraphSandbox(world.PlatformEmulator):
         if edge and edge[1] in self.accounts:
             account = self.accounts[edge[1]]
             if not account.readable:
-                return graph_error(
+                return self.error(
                     request,
                     403,
                     200,
                     "(#200) Ad account owner has NOT grant ads_management or ads_read permission",
                 )
             return self._audience_page(request, account)
-        return graph_error(
+        return self.error(
             request,
             400,
             100,
             f"Unsupported get request. Object with ID '{rest.split('/')[0]}' does not exist, "
             "cannot be loaded due to missing permissions, or does not support this operation",
-            subcode=33,
+            error_subcode=33,
         )
 
-    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
-        if fault.kind is world.FaultKind.THROTTLE:
-            usage = {
-                "1000000001": [
-                    {
-                        "type": "custom_audience",
-                        "call_count": 100,
-                        "total_cputime": 34,
-                        "total_time": 41,
-                        "estimated_time_to_regain_access": fault.wait_minutes,
-                    }
-                ]
-            }
-            return graph_error(
-                request,
-                400,
-                80003,
-                "(#80003) There have been too many calls to this ad-account. Wait a bit "
-                "and try again. For more info, please refer to "
-                "https://developers.facebook.com/docs/graph-api/overview/rate-limiting#custom-audience",
-                subcode=2446079,
-                headers={"x-business-use-case-usage": json.dumps(usage)},
-            )
-        return graph_error(
-            request, 500, 2, "An unexpected error has occurred. Please retry your request later."
+    def throttled(self, request: httpx.Request, fault: world.Fault) -> world.WireError:
+        usage = {
+            "1000000001": [
+                {
+                    "type": "custom_audience",
+                    "call_count": 100,
+                    "total_cputime": 34,
+                    "total_time": 41,
+                    "estimated_time_to_regain_access": fault.wait_minutes,
+                }
+            ]
+        }
+        return world.WireError(
+            400,
+            80003,
+            "(#80003) There have been too many calls to this ad-account. Wait a bit "
+            "and try again. For more info, please refer to "
+            "https://developers.facebook.com/docs/graph-api/overview/rate-limiting#custom-audience",
+            {"error_subcode": 2446079},
+            {"x-business-use-case-usage": json.dumps(usage)},
         )
 
     @staticmethod
@@ -145,13 +138,13 @@ class MetaGraphSandbox(world.PlatformEmulator):
         fields = _requested_fields(request)
         unknown = sorted(fields - _KNOWN_FIELDS)
         if unknown:
-            return graph_error(request, 400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]})")
+            return self.error(request, 400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]})")
         try:
             limit, offset, empties = _position(request)
         except ValueError:
-            return graph_error(request, 400, 100, "(#100) The after cursor is invalid")
+            return self.error(request, 400, 100, "(#100) The after cursor is invalid")
         if self.heaviest_page is not None and limit > self.heaviest_page:
-            return graph_error(
+            return self.error(
                 request, 500, 1, "Please reduce the amount of data you're asking for, then retry your request"
             )
         limit = self.served(limit)
@@ -171,7 +164,7 @@ class MetaGraphSandbox(world.PlatformEmulator):
         try:
             limit, offset, empties = _position(request)
         except ValueError:
-            return graph_error(request, 400, 100, "(#100) The after cursor is invalid")
+            return self.error(request, 400, 100, "(#100) The after cursor is invalid")
         end = min(offset + self.served(limit), len(rows))
         return self._reply(
             request, [_select(r, fields) for r in rows[offset:end]], end, empties, more=end < len(rows)

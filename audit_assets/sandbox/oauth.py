@@ -1,7 +1,7 @@
 """An OAuth 2.0 authorization server for the emulators: the refresh-token grant (RFC 6749 §6).
 
 Each emulator with OAuth owns one ``TokenIssuer``: it answers the platform's token endpoint and tells
-whether a bearer token is valid. ``expire_after_uses`` makes tokens die mid-snapshot, as real ones do.
+whether an access token is valid. ``expire_after_uses`` makes tokens die mid-snapshot, as real ones do.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from urllib.parse import parse_qsl
 
 import httpx
@@ -27,6 +27,7 @@ class TokenIssuer:
         expire_after_uses: int | None = None,
         rotate_refresh_token: bool = False,
         prefix: str = "sbx",
+        long_lived: Collection[str] = (),
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -36,6 +37,7 @@ class TokenIssuer:
         self.expire_after_uses = expire_after_uses
         self.rotate_refresh_token = rotate_refresh_token
         self._prefix = prefix
+        self.long_lived = frozenset(long_lived)  # tokens issued outside the sandbox, which never expire
         self._counter = itertools.count(1)
         self._uses: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -71,9 +73,10 @@ class TokenIssuer:
                 body["refresh_token"] = self.refresh_token
         return httpx.Response(200, json=body)
 
-    def accepts(self, headers: Mapping[str, str]) -> bool:
-        """Whether the request's bearer token is valid now; each call counts as one use."""
-        token = headers.get("authorization", "").removeprefix("Bearer ")
+    def accepts(self, token: str) -> bool:
+        """Whether an access token is valid now; each call counts as one use of an issued token."""
+        if token in self.long_lived:
+            return True
         with self._lock:
             if token not in self._uses:
                 return False

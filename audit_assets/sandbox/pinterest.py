@@ -36,14 +36,9 @@ RATE_LIMIT_PER_MINUTE = 1000  # ads_read, Standard access
 SANDBOX_USER_ID = "7000000000000001"
 DEFAULT_SHARED = frozenset({"1000000002"})  # reached through Business Access, not owned
 
+_AUDIENCE_TYPES = {"lookalike": "ACTALIKE", "website": "VISITOR", "engagement": "ENGAGEMENT"}
 _API = re.compile(r"^(?P<prefix>.*?)/v5/(?P<rest>.+)$")
 _AUDIENCES = re.compile(r"ad_accounts/(?P<id>[0-9]+)/audiences")
-
-
-def pinterest_error(
-    status: int, code: int, message: str, *, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    return httpx.Response(status, json={"code": code, "message": message}, headers=headers)
 
 
 def audience_id_of(account_id: str, index: int) -> str:
@@ -56,10 +51,13 @@ def audience_size(account_id: str, index: int, day: dt.date) -> int | None:
     if index % 4 == 2:
         return None
     size = world.daily_size(audience_id_of(account_id, index), day)
-    return 2**31 + size if _audience_type(world.audience_name(account_id, index)) == "ACTALIKE" else size
+    return 2**31 + size if world.audience_kind(index) == "lookalike" else size
 
 
 class PinterestSandbox(world.PlatformEmulator):
+    token_path = TOKEN_PATH
+    server_error = world.WireError(500, 500, "Internal server error; please retry later.")
+
     def __init__(
         self,
         accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
@@ -76,7 +74,6 @@ class PinterestSandbox(world.PlatformEmulator):
     ) -> None:
         super().__init__(accounts, **options)
         self.shared = frozenset(shared)
-        self.access_token = access_token  # a fixed token, as for the access_token-only credentials
         self.issuer = TokenIssuer(
             client_id=client_id,
             client_secret=client_secret,
@@ -86,58 +83,63 @@ class PinterestSandbox(world.PlatformEmulator):
             expire_after_uses=expire_after_uses,
             rotate_refresh_token=rotate_refresh_token,
             prefix="pina",
+            long_lived=() if access_token is None else (access_token,),  # access_token-only credentials
+        )
+        self.credentials = (
+            world.bearer(
+                self.issuer.accepts,
+                world.WireError(401, 2, "Authentication failed."),
+            ),
         )
         self.empty_pages = empty_pages  # empty pages (with a bookmark) served after an audience list's first
 
-    def respond(self, request: httpx.Request) -> httpx.Response:
+    def envelope(self, request: httpx.Request, error: world.WireError) -> httpx.Response:
+        """Pinterest's ``{code, message}``."""
+        return httpx.Response(
+            error.status, json={"code": error.code, "message": error.message}, headers=error.headers
+        )
+
+    def route(self, request: httpx.Request) -> httpx.Response:
         match = _API.match(request.url.path)
         if match is None:
-            return pinterest_error(404, 404, "Not found.")
+            return self.error(request, 404, 404, "Not found.")
         rest = match["rest"]
-        if rest == "oauth/token" and request.method == "POST":
-            return self._token(request)
-        if not self._authorised(request.headers):
-            return pinterest_error(401, 2, "Authentication failed.")
         if request.method != "GET":
-            return pinterest_error(405, 405, "Method not allowed.")
+            return self.error(request, 405, 405, "Method not allowed.")
         if rest == "ad_accounts":
             return self._accounts_page(request)
         edge = _AUDIENCES.fullmatch(rest)
         if edge is None:
-            return pinterest_error(404, 404, "Not found.")
+            return self.error(request, 404, 404, "Not found.")
         account = self.accounts.get(edge["id"])
         if account is None or not account.active or not account.readable:
-            return pinterest_error(403, 29, "You are not permitted to access that resource.")
+            return self.error(request, 403, 29, "You are not permitted to access that resource.")
         day = self.today()
         rows = [self._audience(account, i, day) for i in range(account.audiences)]
         return self._paged(request, rows, self.empty_pages, "Invalid ad account audience parameters.")
 
-    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
-        if fault.kind is world.FaultKind.THROTTLE:
-            return pinterest_error(
-                429,
-                8,
-                "Rate limit exceeded for this request; wait for the limit to reset.",
-                headers={
-                    "x-ratelimit-limit": str(RATE_LIMIT_PER_MINUTE),
-                    "x-ratelimit-remaining": "0",
-                    "x-ratelimit-reset": str(fault.wait_minutes * 60),
-                },
-            )
-        return pinterest_error(500, 500, "Internal server error; please retry later.")
+    def throttled(self, request: httpx.Request, fault: world.Fault) -> world.WireError:
+        return world.WireError(
+            429,
+            8,
+            "Rate limit exceeded for this request; wait for the limit to reset.",
+            headers={
+                "x-ratelimit-limit": str(RATE_LIMIT_PER_MINUTE),
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-reset": str(fault.wait_minutes * 60),
+            },
+        )
 
-    def _authorised(self, headers: httpx.Headers) -> bool:
-        token = headers.get("authorization", "").removeprefix("Bearer ")
-        return (self.access_token is not None and token == self.access_token) or self.issuer.accepts(headers)
-
-    def _token(self, request: httpx.Request) -> httpx.Response:
+    def token_answer(self, request: httpx.Request, issuer: TokenIssuer) -> httpx.Response:
         """The issuer's answer in Pinterest's form: ``{code, message}`` errors, refresh-token fields."""
-        response = self.issuer.token_response(request)
+        response = issuer.token_response(request)
         body = json.loads(response.content)
         if response.status_code != 200:
             code = 2 if response.status_code == 401 else 1
-            return pinterest_error(response.status_code, code, body.get("error_description", body["error"]))
-        body.setdefault("refresh_token", self.issuer.refresh_token)
+            return self.error(
+                request, response.status_code, code, body.get("error_description", body["error"])
+            )
+        body.setdefault("refresh_token", issuer.refresh_token)
         midnight = dt.datetime.combine(self.today(), dt.time(), dt.UTC)
         body |= {
             "response_type": "refresh_token",
@@ -162,7 +164,7 @@ class PinterestSandbox(world.PlatformEmulator):
         try:
             size, offset, empties = _position(request)
         except ValueError:
-            return pinterest_error(400, 400, invalid)
+            return self.error(request, 400, 400, invalid)
         size = self.served(size)
         if offset == size and offset < len(rows) and empties < empty_pages:
             return httpx.Response(
@@ -199,7 +201,7 @@ class PinterestSandbox(world.PlatformEmulator):
     def _audience(account: world.SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
         audience_id = audience_id_of(account.id, index)
         name = world.audience_name(account.id, index)
-        kind = _audience_type(name)
+        kind = _audience_type(index)
         size = audience_size(account.id, index, day)
         created = 1_650_000_000 + world.stable_int(audience_id, "created") % 50_000_000
         return {
@@ -218,14 +220,8 @@ class PinterestSandbox(world.PlatformEmulator):
         }
 
 
-def _audience_type(name: str) -> str:
-    if name.startswith("Lookalike"):
-        return "ACTALIKE"
-    if "visitors" in name:
-        return "VISITOR"
-    if name.startswith("Engaged"):
-        return "ENGAGEMENT"
-    return "CUSTOMER_LIST"
+def _audience_type(index: int) -> str:
+    return _AUDIENCE_TYPES.get(world.audience_kind(index), "CUSTOMER_LIST")
 
 
 def _rule(account_id: str, index: int, kind: str) -> dict[str, Any]:

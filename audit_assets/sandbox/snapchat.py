@@ -33,6 +33,13 @@ MIN_LIMIT, MAX_LIMIT = 50, 1000
 DEFAULT_LIMIT = MAX_LIMIT  # UNCONFIRMED: the docs do not say what Snap uses when limit is omitted
 TOKEN_LIFETIME_SECONDS = 1800  # Airbyte oauth_token fixture: "expires_in": 1800
 
+_SOURCE_TYPES = {
+    "lookalike": "LOOKALIKE",
+    "website": "PIXEL",
+    "cart": "PIXEL",
+    "app": "MOBILE",
+    "engagement": "ENGAGEMENT",
+}
 _API = re.compile(r"^(?P<prefix>.*?)/v1/(?P<rest>.+)$")
 _SEGMENTS = re.compile(r"adaccounts/(?P<account>[^/]+)/segments")
 
@@ -52,28 +59,14 @@ def segment_id_of(account_id: str, index: int) -> str:
     return f"56{account_id[-4:]}{index:010d}"
 
 
-def snap_error(
-    request: httpx.Request,
-    status: int,
-    debug_message: str,
-    *,
-    error_code: str | None = None,
-    display_message: str | None = None,
-) -> httpx.Response:
-    """Snap's error envelope (singer-io/tap-snapchat-ads ``client.py`` documents its fields)."""
-    body: dict[str, Any] = {"request_status": "ERROR", "request_id": _request_id(request)}
-    body["debug_message"] = debug_message
-    body["display_message"] = display_message or "We're sorry, but something went wrong."
-    if error_code is not None:
-        body["error_code"] = error_code
-    return httpx.Response(status, json=body)
-
-
 def _request_id(request: httpx.Request) -> str:
     return f"{world.stable_int(str(request.url)):016x}00ff0sbx"
 
 
 class SnapchatSandbox(world.PlatformEmulator):
+    token_path = TOKEN_PATH
+    server_error = world.WireError(500, None, "Internal server error", {"terse": True})
+
     def __init__(
         self,
         accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
@@ -94,6 +87,13 @@ class SnapchatSandbox(world.PlatformEmulator):
             expire_after_uses=expire_after_uses,
             prefix="snap-sbx",
         )
+        self.credentials = (
+            world.bearer(
+                self.issuer.accepts,
+                # UNCONFIRMED code; the status and envelope are documented
+                world.WireError(401, "E3002", "Unauthorized: the access token is invalid or expired"),
+            ),
+        )
         # Accounts are dealt to organizations in turn, so one user sees several organizations.
         self.organizations = [
             (_uuid("snapchat-organization", n), list(accounts[n :: max(1, organizations)]))
@@ -102,21 +102,25 @@ class SnapchatSandbox(world.PlatformEmulator):
         self.organizations_per_page = organizations_per_page  # None: every organization on one page
         self.empty_pages = empty_pages  # empty segment pages (with a next_link) served after the first
 
-    def respond(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith(TOKEN_PATH):
-            if request.method != "POST":
-                return httpx.Response(405, json={"error": "invalid_request"})
-            return self.issuer.token_response(request)
-        if not self.issuer.accepts(request.headers):
-            return snap_error(
-                request,
-                401,
-                "Unauthorized: the access token is invalid or expired",
-                error_code="E3002",  # UNCONFIRMED code; the status and envelope are documented
+    def envelope(self, request: httpx.Request, error: world.WireError) -> httpx.Response:
+        """Snap's error envelope (singer-io/tap-snapchat-ads ``client.py`` documents its fields); a
+        ``terse`` one is Airbyte's error_429.json form, ``msg`` alone, as throttles and 5xx come."""
+        body: dict[str, Any] = {"request_status": "ERROR", "request_id": _request_id(request)}
+        if error.extra.get("terse"):
+            body["msg"] = error.message
+        else:
+            body["debug_message"] = error.message
+            body["display_message"] = error.extra.get(
+                "display_message", "We're sorry, but something went wrong."
             )
+            if error.code is not None:
+                body["error_code"] = error.code
+        return httpx.Response(error.status, json=body, headers=error.headers)
+
+    def route(self, request: httpx.Request) -> httpx.Response:
         match = _API.match(request.url.path)
         if request.method != "GET" or match is None:
-            return snap_error(request, 405, "Method or path not supported")
+            return self.error(request, 405, None, "Method or path not supported")
         rest = match["rest"]
         if rest == "me/organizations":
             return self._organizations(request)
@@ -124,27 +128,19 @@ class SnapchatSandbox(world.PlatformEmulator):
         if segments and segments["account"] in self.accounts:
             account = self.accounts[segments["account"]]
             if not account.readable:
-                return snap_error(request, 403, "User does not have permission to access this resource")
+                return self.error(request, 403, None, "User does not have permission to access this resource")
             return self._segment_page(request, account)
-        return snap_error(
+        return self.error(
             request,
             404,
+            "E3003",
             "Resource can not be found",
-            error_code="E3003",
             display_message="We're sorry, but the requested resource is not available at this time",
         )
 
-    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
-        # Airbyte's error_429.json / error_response(): a bare 429 with no rate-limit headers.
-        if fault.kind is world.FaultKind.THROTTLE:
-            message = "Rate limit exceeded"
-            status = 429
-        else:
-            message = "Internal server error"
-            status = 500
-        return httpx.Response(
-            status, json={"request_status": "ERROR", "request_id": _request_id(request), "msg": message}
-        )
+    def throttled(self, request: httpx.Request, fault: world.Fault) -> world.WireError:
+        """Airbyte's error_429.json / error_response(): a bare 429 with no rate-limit headers."""
+        return world.WireError(429, None, "Rate limit exceeded", {"terse": True})
 
     def segments(self, account: world.SandboxAccount) -> list[dict[str, Any]]:
         """Every segment of an account as the API shows it today, in listing order."""
@@ -172,7 +168,7 @@ class SnapchatSandbox(world.PlatformEmulator):
         try:
             offset, _ = _cursor_position(request)
         except ValueError:
-            return snap_error(request, 400, "Invalid cursor")
+            return self.error(request, 400, None, "Invalid cursor")
         end = min(offset + per_page, len(items))
         return self._reply(request, "organizations", items[offset:end], end, 0, more=end < len(items))
 
@@ -182,11 +178,11 @@ class SnapchatSandbox(world.PlatformEmulator):
         except ValueError:
             limit = -1
         if not MIN_LIMIT <= limit <= MAX_LIMIT:
-            return snap_error(request, 400, f"limit must be between {MIN_LIMIT} and {MAX_LIMIT}")
+            return self.error(request, 400, None, f"limit must be between {MIN_LIMIT} and {MAX_LIMIT}")
         try:
             offset, empties = _cursor_position(request)
         except ValueError:
-            return snap_error(request, 400, "Invalid cursor")
+            return self.error(request, 400, None, "Invalid cursor")
         limit = self.served(limit)
         if offset == limit and empties < self.empty_pages:
             return self._reply(request, "segments", [], offset, empties + 1, more=True)
@@ -224,22 +220,10 @@ def _ad_account(account: world.SandboxAccount, organization_id: str) -> dict[str
     }
 
 
-def _source_type(name: str) -> str:
-    if name.startswith("Lookalike"):
-        return "LOOKALIKE"
-    if "visitors" in name or "Cart" in name:
-        return "PIXEL"
-    if "installers" in name:
-        return "MOBILE"
-    if "video" in name:
-        return "ENGAGEMENT"
-    return "FIRST_PARTY"
-
-
 def _segment(account: world.SandboxAccount, organization_id: str, index: int, day: dt.date) -> dict[str, Any]:
     segment_id = segment_id_of(account.id, index)
     name = world.audience_name(account.id, index)
-    source_type = _source_type(name)
+    source_type = _SOURCE_TYPES.get(world.audience_kind(index), "FIRST_PARTY")
     created = 1_700_000_000 + world.stable_int(segment_id, "created") % 40_000_000
     retention = next((days for days in (30, 90, 180) if f"{days}d" in name), 9999)
     segment: dict[str, Any] = {

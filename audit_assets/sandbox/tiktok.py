@@ -31,6 +31,13 @@ MAX_PAGE_SIZE = 100
 MAX_INFO_IDS = 100
 BIG_AUDIENCE = 2**31  # added to one audience in five, so sizes above int32 are always served
 
+_AUDIENCE_TYPES = {
+    "lookalike": "Lookalike Audience",
+    "website": "Website Traffic",
+    "cart": "Website Traffic",
+    "app": "App Activity",
+    "engagement": "Engagement",
+}
 _API_PATH = re.compile(r"^(?P<prefix>.*?)/open_api/v1\.3/(?P<rest>.+)$")
 
 
@@ -47,23 +54,11 @@ def audience_size(account_id: str, index: int, day: dt.date) -> int | None:
     return BIG_AUDIENCE + size if index % 5 == 4 else size
 
 
-def _audience_type(name: str) -> str:
-    if name.startswith("Lookalike"):
-        return "Lookalike Audience"
-    if "visitors" in name or "abandoners" in name:
-        return "Website Traffic"
-    if "App" in name:
-        return "App Activity"
-    if "video" in name:
-        return "Engagement"
-    return "Customer File"
-
-
 def sandbox_audience(account_id: str, index: int, day: dt.date) -> dict[str, Any]:
     """One audience object as dmp/custom_audience/list returns it."""
     audience_id = audience_id_of(account_id, index)
     name = world.audience_name(account_id, index)
-    kind = _audience_type(name)
+    kind = _AUDIENCE_TYPES.get(world.audience_kind(index), "Customer File")
     created = dt.datetime(2025, 1, 1) + dt.timedelta(
         seconds=world.stable_int(audience_id, "created") % 30_000_000
     )
@@ -85,6 +80,8 @@ def sandbox_audience(account_id: str, index: int, day: dt.date) -> dict[str, Any
 
 
 class TikTokBusinessSandbox(world.PlatformEmulator):
+    server_error = world.WireError(500, 50000, "System error.")
+
     def __init__(
         self,
         accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
@@ -101,67 +98,73 @@ class TikTokBusinessSandbox(world.PlatformEmulator):
         self.secret = secret
         self.revoke_after_uses = revoke_after_uses  # the advertiser revokes the token after N calls
         self.token_uses = 0
+        self.credentials = (
+            world.HeaderCredential(
+                "access-token",
+                self._token_accepted,
+                world.WireError(200, 40105, "Access token is incorrect or has been revoked."),
+                missing=world.WireError(
+                    200, 40104, "Access token is null, set it in the http header with key Access-Token."
+                ),
+            ),
+        )
 
-    def respond(self, request: httpx.Request) -> httpx.Response:
+    def envelope(self, request: httpx.Request, error: world.WireError) -> httpx.Response:
+        """``{code, message, request_id, data}``, as every TikTok answer is; errors mostly in HTTP 200."""
+        body = {"code": error.code, "message": error.message, "request_id": _request_id(request), "data": {}}
+        return httpx.Response(error.status, json=body, headers=error.headers)
+
+    def route(self, request: httpx.Request) -> httpx.Response:
         match = _API_PATH.match(request.url.path)
         if request.method != "GET" or match is None or not match["rest"].endswith("/"):
             return httpx.Response(404, text="404 page not found")
         rest = match["rest"].rstrip("/")
-        if rest not in ("oauth2/advertiser/get", "advertiser/info", "dmp/custom_audience/list"):
-            return httpx.Response(404, text="404 page not found")
-        token = request.headers.get("access-token")
-        if not token:
-            return self._error(
-                request, 40104, "Access token is null, set it in the http header with key Access-Token."
-            )
-        with self._lock:
-            self.token_uses += 1
-            revoked = self.revoke_after_uses is not None and self.token_uses > self.revoke_after_uses
-        if token != self.access_token or revoked:
-            return self._error(request, 40105, "Access token is incorrect or has been revoked.")
         if rest == "oauth2/advertiser/get":
             return self._advertisers(request)
         if rest == "advertiser/info":
             return self._advertiser_info(request)
-        return self._audience_page(request)
+        if rest == "dmp/custom_audience/list":
+            return self._audience_page(request)
+        return httpx.Response(404, text="404 page not found")
 
-    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
-        if fault.kind is world.FaultKind.THROTTLE:
-            return self._error(
-                request, 40100, f"App {self.app_id} reached the QPS limit 10 (current QPS 14); retry later."
-            )
-        return self._error(request, 50000, "System error.", status=500)
+    def throttled(self, request: httpx.Request, fault: world.Fault) -> world.WireError:
+        return world.WireError(
+            200, 40100, f"App {self.app_id} reached the QPS limit 10 (current QPS 14); retry later."
+        )
 
-    def _envelope(self, request: httpx.Request, data: dict[str, Any]) -> httpx.Response:
+    def _token_accepted(self, token: str) -> bool:
+        with self._lock:
+            self.token_uses += 1
+            revoked = self.revoke_after_uses is not None and self.token_uses > self.revoke_after_uses
+        return token == self.access_token and not revoked
+
+    def _ok(self, request: httpx.Request, data: dict[str, Any]) -> httpx.Response:
         return httpx.Response(
             200, json={"code": 0, "message": "OK", "request_id": _request_id(request), "data": data}
         )
 
-    @staticmethod
-    def _error(request: httpx.Request, code: int, message: str, *, status: int = 200) -> httpx.Response:
-        body = {"code": code, "message": message, "request_id": _request_id(request), "data": {}}
-        return httpx.Response(status, json=body)
-
     def _advertisers(self, request: httpx.Request) -> httpx.Response:
         params = request.url.params
         if not params.get("app_id") or not params.get("secret"):
-            return self._error(request, 40002, "app_id and secret are required.")
+            return self.error(request, 200, 40002, "app_id and secret are required.")
         if params["app_id"] != self.app_id:
-            return self._error(request, 40113, "The app_id does not match the app of the access token.")
+            return self.error(request, 200, 40113, "The app_id does not match the app of the access token.")
         if params["secret"] != self.secret:
-            return self._error(request, 40101, "The secret does not match the app_id.")
+            return self.error(request, 200, 40101, "The secret does not match the app_id.")
         items = [{"advertiser_id": a.id, "advertiser_name": a.name} for a in self.accounts.values()]
-        return self._envelope(request, {"list": items})
+        return self._ok(request, {"list": items})
 
     def _advertiser_info(self, request: httpx.Request) -> httpx.Response:
         try:
             ids = _json_list(request.url.params.get("advertiser_ids"))
             fields = _json_list(request.url.params.get("fields", "[]"))
         except ValueError:
-            return self._error(request, 40002, "advertiser_ids and fields must be JSON arrays of strings.")
+            return self.error(
+                request, 200, 40002, "advertiser_ids and fields must be JSON arrays of strings."
+            )
         if not 1 <= len(ids) <= MAX_INFO_IDS:
-            return self._error(
-                request, 40002, f"advertiser_ids: length must be between 1 and {MAX_INFO_IDS}."
+            return self.error(
+                request, 200, 40002, f"advertiser_ids: length must be between 1 and {MAX_INFO_IDS}."
             )
         items = []
         for advertiser_id in ids:
@@ -178,7 +181,7 @@ class TikTokBusinessSandbox(world.PlatformEmulator):
                 "create_time": 1_700_000_000 + world.stable_int(account.id) % 30_000_000,
             }
             items.append({k: v for k, v in info.items() if not fields or k in fields})
-        return self._envelope(request, {"list": items})
+        return self._ok(request, {"list": items})
 
     def _audience_page(self, request: httpx.Request) -> httpx.Response:
         params = request.url.params
@@ -187,12 +190,14 @@ class TikTokBusinessSandbox(world.PlatformEmulator):
             page = int(params.get("page", 1))
             page_size = int(params.get("page_size", DEFAULT_PAGE_SIZE))
         except ValueError:
-            return self._error(request, 40002, "page and page_size must be integers.")
+            return self.error(request, 200, 40002, "page and page_size must be integers.")
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
-            return self._error(request, 40002, f"page must be >= 1 and page_size in [1, {MAX_PAGE_SIZE}].")
+            return self.error(
+                request, 200, 40002, f"page must be >= 1 and page_size in [1, {MAX_PAGE_SIZE}]."
+            )
         account = self.accounts.get(advertiser_id)
         if account is None or not account.readable:
-            return self._error(request, 40001, f"No permission to operate advertiser {advertiser_id}.")
+            return self.error(request, 200, 40001, f"No permission to operate advertiser {advertiser_id}.")
         page_size = self.served(page_size)
         day = self.today()
         start = (page - 1) * page_size
@@ -204,7 +209,7 @@ class TikTokBusinessSandbox(world.PlatformEmulator):
             "total_number": account.audiences,
             "total_page": -(-account.audiences // page_size),
         }
-        return self._envelope(request, {"list": items, "page_info": page_info})
+        return self._ok(request, {"list": items, "page_info": page_info})
 
 
 def _json_list(raw: str | None) -> list[str]:

@@ -1,4 +1,6 @@
-"""Deterministic generated data shared by the platform emulators: accounts, audiences, daily sizes."""
+"""What every emulator shares: generated data (accounts, audiences, daily sizes), faults, and the one
+mechanism for credentials, token endpoints and error envelopes, so each emulator declares only its wire
+format."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ import json
 import math
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, TypedDict, Unpack
+from typing import Any, ClassVar, Protocol, TypedDict, Unpack
 
 import httpx
+
+from audit_assets.sandbox.oauth import TokenIssuer
 
 
 def utc_today() -> dt.date:
@@ -59,6 +63,26 @@ AUDIENCE_NAMES = (
     "Churn risk",
     "Loyalty members",
 )
+
+
+# What each of AUDIENCE_NAMES is, in the same order: each platform names these kinds its own way.
+AUDIENCE_KINDS = (
+    "customer_list",
+    "customer_list",
+    "cart",
+    "lookalike",
+    "website",
+    "app",
+    "engagement",
+    "customer_list",
+    "customer_list",
+    "customer_list",
+)
+
+
+def audience_kind(index: int) -> str:
+    """The kind of the index-th audience of any account (its name says the same)."""
+    return AUDIENCE_KINDS[index % len(AUDIENCE_KINDS)]
 
 
 def audience_name(account_id: str, index: int) -> str:
@@ -175,6 +199,114 @@ class Emulator(ABC):
         """Answer with the platform's own form of a throttle or server error."""
 
 
+@dataclass(frozen=True)
+class WireError:
+    """One error as a platform words it, before its envelope: the envelope adds what every error of that
+    platform carries (request ids, nesting, a Date header), so each refusal is declared once as data."""
+
+    status: int
+    code: Any  # the platform's own error code, of its own type; None where it has none
+    message: str
+    extra: Mapping[str, Any] = field(default_factory=dict)  # further fields, by the platform's own names
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Credential(Protocol):
+    """One check every API request must pass: None when it does, else the platform's refusal."""
+
+    def refusal(self, request: httpx.Request) -> WireError | None: ...
+
+
+@dataclass(frozen=True)
+class HeaderCredential:
+    """A credential carried in one header: which header, which values are good now, how a bad one is
+    refused. ``accepted`` may count a use (tokens that die mid-snapshot), so it sees each request once."""
+
+    header: str
+    accepted: Callable[[str], bool]
+    refused: WireError
+    scheme: str = ""  # e.g. "Bearer ": a value without it is refused
+    missing: WireError | None = None  # the platform's own refusal of an absent value; None: ``refused``
+    query: str | None = None  # a query parameter the platform also takes it from, before the header
+
+    def refusal(self, request: httpx.Request) -> WireError | None:
+        value = request.url.params.get(self.query) if self.query else None
+        if not value:
+            raw = request.headers.get(self.header, "")
+            value = raw.removeprefix(self.scheme) if raw.startswith(self.scheme) else ""
+        if not value:
+            return self.missing or self.refused
+        return None if self.accepted(value) else self.refused
+
+
+def bearer(accepted: Callable[[str], bool], refused: WireError, **options: Any) -> HeaderCredential:
+    """The usual case: an ``Authorization: Bearer <token>`` header."""
+    return HeaderCredential("authorization", accepted, refused, scheme="Bearer ", **options)
+
+
+def one_of(tokens: Collection[str]) -> Callable[[str], bool]:
+    """``accepted`` for fixed tokens."""
+    return frozenset(tokens).__contains__
+
+
+class ApiEmulator(Emulator):
+    """An emulated API built from declarations: its credentials, its OAuth token endpoint, its error
+    envelope and its throttle and 5xx. A subclass adds routing and bodies; whatever it refuses goes
+    through ``envelope``, the one place its error shape is built."""
+
+    credentials: Sequence[Credential] = ()  # checked in order on every API request
+    issuer: TokenIssuer | None = None  # answers POSTs to ``token_path``
+    token_path: ClassVar[str] = ""
+    server_error: ClassVar[WireError]  # the platform's own 5xx
+
+    def respond(self, request: httpx.Request) -> httpx.Response:
+        if (
+            self.issuer is not None
+            and request.method == "POST"
+            and request.url.path.endswith(self.token_path)
+        ):
+            return self.token_answer(request, self.issuer)
+        for credential in self.credentials:
+            refused = credential.refusal(request)
+            if refused is not None:
+                return self.envelope(request, refused)
+        return self.route(request)
+
+    def fault_response(self, request: httpx.Request, fault: Fault) -> httpx.Response:
+        if fault.kind is FaultKind.THROTTLE:
+            return self.envelope(request, self.throttled(request, fault))
+        return self.envelope(request, self.server_error)
+
+    def error(
+        self,
+        request: httpx.Request,
+        status: int,
+        code: Any,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> httpx.Response:
+        """An error met while routing, in the platform's envelope."""
+        return self.envelope(request, WireError(status, code, message, extra, dict(headers or {})))
+
+    def token_answer(self, request: httpx.Request, issuer: TokenIssuer) -> httpx.Response:
+        """The token endpoint's answer; a platform that words it its own way overrides this."""
+        return issuer.token_response(request)
+
+    @abstractmethod
+    def envelope(self, request: httpx.Request, error: WireError) -> httpx.Response:
+        """``error`` in the platform's own error envelope."""
+
+    @abstractmethod
+    def throttled(self, request: httpx.Request, fault: Fault) -> WireError:
+        """The platform's throttle signal for a planned throttle (``fault.wait_minutes``)."""
+
+    @abstractmethod
+    def route(self, request: httpx.Request) -> httpx.Response:
+        """Answer an authorised request the way the platform does."""
+
+
 class EmulatorOptions(TypedDict, total=False):
     """What every platform emulator takes besides its accounts and its own settings."""
 
@@ -183,7 +315,7 @@ class EmulatorOptions(TypedDict, total=False):
     page_cap: int | None  # serve at most this many items per page, whatever was asked
 
 
-class PlatformEmulator(Emulator):
+class PlatformEmulator(ApiEmulator):
     """An ad platform's emulator: the ad accounts it serves, on top of what every emulator does."""
 
     def __init__(

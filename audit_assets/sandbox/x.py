@@ -38,6 +38,7 @@ RATE_LIMIT = 2000  # requests per 15-minute window, as the headers report it
 HUGE_INDEX = 3  # this audience of every account is above 2**31, to exercise int64 end to end
 PROCESSING_INDEX = 4  # this one is still processing: audience_size null, not targetable
 
+_AUDIENCE_TYPES = {"website": "WEB", "cart": "WEB", "app": "MOBILE"}
 _VERSIONED = re.compile(r"^(?P<prefix>.*?)/(?P<version>\d+)/(?P<rest>.+)$")
 _AUDIENCES = re.compile(r"accounts/(?P<account>[^/]+)/custom_audiences")
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -57,86 +58,21 @@ def audience_id_of(account_id: str, index: int) -> str:
     return base36(int(account_id) * 1000 + index)
 
 
-def x_error(
-    status: int,
-    code: str,
-    message: str,
-    params: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> httpx.Response:
-    body = {"errors": [{"code": code, "message": message}], "request": {"params": dict(params or {})}}
-    return httpx.Response(status, json=body, headers=headers)
+class OAuth1Signature:
+    """X's credential check: a valid OAuth 1.0a HMAC-SHA1 signature over method, URL, query and form
+    body, each nonce good for one request only (RFC 5849 §3.3)."""
 
+    refused = world.WireError(401, "UNAUTHORIZED_ACCESS", "This request is not properly authenticated")
 
-class XAdsSandbox(world.PlatformEmulator):
-    def __init__(
-        self,
-        accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
-        *,
-        credentials: Mapping[str, str] = DEMO_CREDENTIALS,
-        clock: Callable[[], float] = time.time,
-        **options: Unpack[world.EmulatorOptions],
-    ) -> None:
-        super().__init__(accounts, **options)
+    def __init__(self, credentials: Mapping[str, str]) -> None:
         self.credentials = dict(credentials)
-        self.clock = clock  # X's clock: the Date header and rate-limit resets
         self._nonces: set[tuple[str, str]] = set()
-        self._nonce_lock = threading.Lock()
+        self._lock = threading.Lock()
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle(request)
-        response.headers["date"] = email.utils.formatdate(self.clock(), usegmt=True)
-        return response
+    def refusal(self, request: httpx.Request) -> world.WireError | None:
+        return None if self._signed(request) else self.refused
 
-    def respond(self, request: httpx.Request) -> httpx.Response:
-        if not self._authenticated(request):
-            return x_error(401, "UNAUTHORIZED_ACCESS", "This request is not properly authenticated")
-        match = _VERSIONED.match(request.url.path)
-        if request.method != "GET" or match is None:
-            return x_error(404, "ROUTE_NOT_FOUND", "The requested resource could not be found")
-        if match["version"] != "12":
-            return x_error(400, "INVALID", f"Version {match['version']}.0 is not available.")
-        rest = match["rest"]
-        if rest == "accounts":
-            return self._page(request, [self._account(a) for a in self.accounts.values()], {})
-        edge = _AUDIENCES.fullmatch(rest)
-        if edge is None:
-            return x_error(404, "ROUTE_NOT_FOUND", "The requested resource could not be found")
-        account = self.accounts.get(edge["account"])
-        params = {"account_id": edge["account"]}
-        if account is None:
-            return x_error(403, "ACCOUNT_NOT_FOUND", f"Account {edge['account']} was not found", params)
-        if not account.readable:
-            return x_error(
-                403, "UNAUTHORIZED_ACCESS", "This request is not authorized to access this account", params
-            )
-        day = self.today()
-        audiences = [self._audience(account, i, day) for i in range(account.audiences)]
-        return self._page(request, audiences, params)
-
-    def fault_response(self, request: httpx.Request, fault: world.Fault) -> httpx.Response:
-        if fault.kind is world.FaultKind.THROTTLE:
-            now = int(self.clock())
-            reset = str(now + fault.wait_minutes * 60)
-            # The user-token limit still has room; on per-account endpoints the account limit is spent.
-            headers = {
-                "x-rate-limit-limit": str(RATE_LIMIT),
-                "x-rate-limit-remaining": "0",
-                "x-rate-limit-reset": reset,
-            }
-            if _AUDIENCES.search(request.url.path):
-                headers |= {
-                    "x-rate-limit-remaining": str(RATE_LIMIT // 2),
-                    "x-rate-limit-reset": str(now + 60),
-                    "x-account-rate-limit-limit": str(RATE_LIMIT),
-                    "x-account-rate-limit-remaining": "0",
-                    "x-account-rate-limit-reset": reset,
-                }
-            return x_error(429, "TOO_MANY_REQUESTS", "Rate limit exceeded", headers=headers)
-        return x_error(500, "INTERNAL_ERROR", "Internal error")
-
-    def _authenticated(self, request: httpx.Request) -> bool:
-        """Verify the OAuth 1.0a HMAC-SHA1 signature over method, URL, query and form body."""
+    def _signed(self, request: httpx.Request) -> bool:
         header = request.headers.get("authorization", "")
         if not header.startswith("OAuth "):
             return False
@@ -167,12 +103,90 @@ class XAdsSandbox(world.PlatformEmulator):
         checked.signature = oauth.get("oauth_signature", "")
         if not signature.verify_hmac_sha1(checked, creds["consumer_secret"], creds["access_token_secret"]):
             return False
-        with self._nonce_lock:  # RFC 5849 §3.3: a nonce/timestamp pair is good for one request only
+        with self._lock:
             key = (oauth["oauth_nonce"], oauth["oauth_timestamp"])
             if key in self._nonces:
                 return False
             self._nonces.add(key)
         return True
+
+
+class XAdsSandbox(world.PlatformEmulator):
+    server_error = world.WireError(500, "INTERNAL_ERROR", "Internal error")
+
+    def __init__(
+        self,
+        accounts: Sequence[world.SandboxAccount] = world.DEFAULT_ACCOUNTS,
+        *,
+        credentials: Mapping[str, str] = DEMO_CREDENTIALS,
+        clock: Callable[[], float] = time.time,
+        **options: Unpack[world.EmulatorOptions],
+    ) -> None:
+        super().__init__(accounts, **options)
+        self.credentials = (OAuth1Signature(credentials),)
+        self.clock = clock  # X's clock: the Date header and rate-limit resets
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle(request)
+        response.headers["date"] = email.utils.formatdate(self.clock(), usegmt=True)
+        return response
+
+    def envelope(self, request: httpx.Request, error: world.WireError) -> httpx.Response:
+        """``{"errors": [{code, message}], "request": {"params"}}``; the Date header comes in ``handle``."""
+        body = {
+            "errors": [{"code": error.code, "message": error.message}],
+            "request": {"params": dict(error.extra)},
+        }
+        return httpx.Response(error.status, json=body, headers=error.headers)
+
+    def route(self, request: httpx.Request) -> httpx.Response:
+        match = _VERSIONED.match(request.url.path)
+        if request.method != "GET" or match is None:
+            return self.error(request, 404, "ROUTE_NOT_FOUND", "The requested resource could not be found")
+        if match["version"] != "12":
+            return self.error(request, 400, "INVALID", f"Version {match['version']}.0 is not available.")
+        rest = match["rest"]
+        if rest == "accounts":
+            return self._page(request, [self._account(a) for a in self.accounts.values()], {})
+        edge = _AUDIENCES.fullmatch(rest)
+        if edge is None:
+            return self.error(request, 404, "ROUTE_NOT_FOUND", "The requested resource could not be found")
+        account = self.accounts.get(edge["account"])
+        params = {"account_id": edge["account"]}
+        if account is None:
+            return self.error(
+                request, 403, "ACCOUNT_NOT_FOUND", f"Account {edge['account']} was not found", **params
+            )
+        if not account.readable:
+            return self.error(
+                request,
+                403,
+                "UNAUTHORIZED_ACCESS",
+                "This request is not authorized to access this account",
+                **params,
+            )
+        day = self.today()
+        audiences = [self._audience(account, i, day) for i in range(account.audiences)]
+        return self._page(request, audiences, params)
+
+    def throttled(self, request: httpx.Request, fault: world.Fault) -> world.WireError:
+        now = int(self.clock())
+        reset = str(now + fault.wait_minutes * 60)
+        # The user-token limit still has room; on per-account endpoints the account limit is spent.
+        headers = {
+            "x-rate-limit-limit": str(RATE_LIMIT),
+            "x-rate-limit-remaining": "0",
+            "x-rate-limit-reset": reset,
+        }
+        if _AUDIENCES.search(request.url.path):
+            headers |= {
+                "x-rate-limit-remaining": str(RATE_LIMIT // 2),
+                "x-rate-limit-reset": str(now + 60),
+                "x-account-rate-limit-limit": str(RATE_LIMIT),
+                "x-account-rate-limit-remaining": "0",
+                "x-account-rate-limit-reset": reset,
+            }
+        return world.WireError(429, "TOO_MANY_REQUESTS", "Rate limit exceeded", headers=headers)
 
     def _page(
         self, request: httpx.Request, rows: list[dict[str, Any]], params: dict[str, str]
@@ -183,13 +197,13 @@ class XAdsSandbox(world.PlatformEmulator):
         except ValueError:
             count = 0
         if not 1 <= count <= MAX_COUNT:
-            return x_error(
-                400, "INVALID_PARAMETER", f"Expected count to be between 1 and {MAX_COUNT}", params
+            return self.error(
+                request, 400, "INVALID_PARAMETER", f"Expected count to be between 1 and {MAX_COUNT}", **params
             )
         cursor = query.get("cursor")
         offset = _offset(cursor) if cursor is not None else 0
         if offset is None or offset > len(rows):
-            return x_error(400, "INVALID_PARAMETER", f"Invalid cursor: {cursor}", params)
+            return self.error(request, 400, "INVALID_PARAMETER", f"Invalid cursor: {cursor}", **params)
         served = self.served(count)
         items = rows[offset : offset + served]
         echoed = {**params, **{k: query[k] for k in ("count", "cursor") if k in query}}
@@ -221,9 +235,7 @@ class XAdsSandbox(world.PlatformEmulator):
     def _audience(account: world.SandboxAccount, index: int, day: dt.date) -> dict[str, Any]:
         audience_id = audience_id_of(account.id, index)
         name = world.audience_name(account.id, index)
-        kind = "WEB" if "visitors" in name or "abandoners" in name else "CRM"
-        if name.startswith("App"):
-            kind = "MOBILE"
+        kind = _AUDIENCE_TYPES.get(world.audience_kind(index), "CRM")
         size: int | None = world.daily_size(audience_id, day)
         if index == HUGE_INDEX:
             size = 2**31 + 1000 * world.daily_size(audience_id, day)
