@@ -163,5 +163,7 @@ def test_dg_checks_and_lists_the_code_location_from_the_project_folder(workspace
         "hightouch_audit/meta_sandbox_meta_audiences",
         "hightouch_audit/meta_second_audiences",
         "hightouch_audit/external_audiences_metadata_v1",
+        "hightouch_audit/external_audiences_metadata_v2",
+        "hightouch_audit/audience_size_changes",
     }
     assert {j["name"] for j in defs["jobs"]} >= {"audience_size_report", "preflight"}
