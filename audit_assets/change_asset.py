@@ -45,6 +45,7 @@ def build_change_report_asset(config: AuditConfig, warehouse: str) -> dg.AssetsD
     spec = dg.AssetSpec(
         key=key,
         group_name=GROUP,
+        skippable=True,  # a day no destination has a snapshot of reports nothing (see below)
         # Each day reads that day's snapshots (the same partition) through the v2 view.
         deps=[*(destination_key(d) for d in dests), view_key(config, warehouse, V2_NAME)],
         kinds={config.warehouses[warehouse].type, "view"},
@@ -90,11 +91,7 @@ def build_change_report_asset(config: AuditConfig, warehouse: str) -> dg.AssetsD
         except SecretError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         if key in context.selected_asset_keys:
-            for report in reports:
-                context.add_asset_metadata(
-                    change_metadata(report), partition_key=report.snapshot_date.isoformat()
-                )
-            yield dg.MaterializeResult()
+            yield from _materializations(context, reports)
         selected = {k.name for k in context.selected_asset_check_keys}
         if NO_VANISHED_CHECK in selected:
             yield no_vanished(reports)
@@ -102,3 +99,28 @@ def build_change_report_asset(config: AuditConfig, warehouse: str) -> dg.AssetsD
             yield no_sharp_shrinkage(reports, config.checks)
 
     return change_report
+
+
+def _materializations(
+    context: dg.AssetExecutionContext, reports: list[ChangeReport]
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+    """One materialization per day that has a snapshot; a day without any (an old day of a backfill
+    range, which no platform can tell any more) stays missing rather than reporting zeros."""
+    reported = [r for r in reports if r.compared]
+    if reported and len(reported) == len(reports):
+        for report in reported:
+            context.add_asset_metadata(
+                change_metadata(report), partition_key=report.snapshot_date.isoformat()
+            )
+        yield dg.MaterializeResult()
+        return
+    missing = [r.snapshot_date.isoformat() for r in reports if not r.compared]
+    context.log.info(
+        f"No destination has a snapshot of {', '.join(missing)}: no change report for those days."
+    )
+    for report in reported:
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=report.snapshot_date.isoformat(),
+            metadata=change_metadata(report),
+        )

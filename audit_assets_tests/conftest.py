@@ -75,12 +75,15 @@ class Workspace:
             asset_selection=selection,
         )
 
-    def run_range(self, config: AuditConfig, first: str, last: str) -> dg.ExecuteInProcessResult:
+    def run_range(
+        self, config: AuditConfig, first: str, last: str, selection: list[dg.AssetKey] | None = None
+    ) -> dg.ExecuteInProcessResult:
         """One run over a range of days, as a single-run backfill or ``--partition-range`` launches it."""
         job = build_definitions(config).resolve_job_def(JOB_NAME)
         return job.execute_in_process(
             instance=self.instance,
             raise_on_error=False,
+            asset_selection=selection,
             tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
         )
 

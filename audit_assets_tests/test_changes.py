@@ -257,3 +257,23 @@ def test_sizes_equal_on_both_days_are_unchanged(
     )
     unsized = sum(size is None for _, size in sandbox_sizes(TODAY).values())
     assert kinds == {"unchanged": 13 - unsized, "unknown": unsized}
+
+
+def test_a_backfill_range_reports_only_the_days_with_snapshots(
+    workspace: Workspace, meta_server: Callable[..., Any]
+) -> None:
+    """Old days of a range get no snapshot (no platform can tell them), so no report either: missing, not zero.
+
+    In the range's own run the report does not run (Dagster skips what is downstream of the days left
+    missing); the backfill daemon, or a person, then runs it over the range.
+    """
+    _, dest = meta_server("shop", accounts=DAY_ACCOUNTS[TODAY])
+    config = workspace.config([dest])
+    first = (TODAY - dt.timedelta(days=4)).isoformat()
+    assert workspace.run_range(config, first, TODAY.isoformat()).success
+    result = workspace.run_range(config, first, TODAY.isoformat(), selection=[REPORT])
+    assert result.success, failure_messages(result)
+    reported = sorted(m.partition for m in result.asset_materializations_for_node(REPORT_NODE))
+    assert reported == [YESTERDAY.isoformat(), TODAY.isoformat()]
+    materialized, failed = workspace.partition_statuses(REPORT, config)
+    assert materialized == set(reported) and not failed
