@@ -5,12 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from audit_assets.assets import build_destination_asset
-from audit_assets.change_asset import build_change_report_asset
 from audit_assets.config import AuditConfig, ConfigError, load_config
 from audit_assets.preflight import build_preflight_job
 from audit_assets.resources import build_resources
 from audit_assets.schedules import build_job, build_schedule
-from audit_assets.view_asset import build_view_asset
+from audit_assets.view_asset import build_change_report_asset, build_view_asset
 from audit_assets.views import V1_NAME, V2_NAME
 
 

@@ -1,4 +1,12 @@
-"""The view asset factory: each combined view (v1, v2) of one warehouse, over every destination stored there."""
+"""The assets of one warehouse's views: the combined views (v1, v2) and the daily change report over them.
+
+Each unions every destination stored in the warehouse; the change report (re)creates
+``audience_size_changes_v1`` over v2 and reports one day of it per partition, read back from the
+warehouse, so its figures are exactly what SQL on the view shows.
+"""
+
+import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -12,13 +20,30 @@ from audit_assets.catalog import (
     view_key,
     warehouse_key,
 )
+from audit_assets.checks import (
+    NO_SHRINKAGE_CHECK,
+    NO_VANISHED_CHECK,
+    change_check_specs,
+    no_sharp_shrinkage,
+    no_vanished,
+)
 from audit_assets.config import AuditConfig, DestinationConfig
+from audit_assets.partitions import daily_partitions
 from audit_assets.platforms import PLATFORMS
 from audit_assets.platforms.base import Platform
-from audit_assets.report import view_metadata
+from audit_assets.report import HISTORY_DAYS, MOVERS_SHOWN, change_metadata, view_metadata
 from audit_assets.secrets import SecretError
-from audit_assets.views import SCHEMA, V1_COLUMNS, V1_NAME, V2_COLUMNS, V2_NAME, SizeRange
-from audit_assets.warehouse.base import AuditWarehouse
+from audit_assets.views import (
+    CHANGE_COLUMNS,
+    CHANGES_NAME,
+    SCHEMA,
+    V1_COLUMNS,
+    V1_NAME,
+    V2_COLUMNS,
+    V2_NAME,
+    SizeRange,
+)
+from audit_assets.warehouse.base import AuditWarehouse, ChangeReport
 
 _COLUMNS = {V1_NAME: V1_COLUMNS, V2_NAME: V2_COLUMNS}
 _ABOUT = {
@@ -107,3 +132,96 @@ def build_view_asset(config: AuditConfig, warehouse: str, name: str) -> dg.Asset
         )
 
     return combined_view
+
+
+CHANGES_ASSET = "audience_size_changes"
+
+
+def build_change_report_asset(config: AuditConfig, warehouse: str) -> dg.AssetsDefinition:
+    """The daily change report of one warehouse, downstream of its destinations and its v2 view."""
+    dests = destinations_in(config, warehouse)
+    view = view_definition(config, warehouse)
+    store_key = warehouse_key(warehouse)
+    key = view_key(config, warehouse, CHANGES_ASSET)
+    spec = dg.AssetSpec(
+        key=key,
+        group_name=GROUP,
+        skippable=True,  # a day no destination has a snapshot of reports nothing (see below)
+        # Each day reads that day's snapshots (the same partition) through the v2 view.
+        deps=[*(destination_key(d) for d in dests), view_key(config, warehouse, V2_NAME)],
+        kinds={config.warehouses[warehouse].type, "view"},
+        owners=sorted({owner for d in dests for owner in d.owners}),
+        description=(
+            f"{SCHEMA}.{CHANGES_NAME}: for each destination and day, every audience of the day's last snapshot "
+            "against the destination's previous snapshot date (new, vanished, grew, shrank, unchanged, "
+            f"unknown). Each partition reports its day: counts per change kind, the biggest movers, vanished "
+            f"audiences and each destination's total audience size over the last {HISTORY_DAYS} days."
+        ),
+        metadata={
+            "dagster/table_name": table_name(config, warehouse, CHANGES_NAME),
+            "dagster/column_schema": table_schema(CHANGE_COLUMNS),
+        },
+    )
+
+    @dg.multi_asset(
+        name="__".join(key.path),
+        specs=[spec],
+        partitions_def=daily_partitions(config.start_date),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        can_subset=True,  # the checks may run alone
+        required_resource_keys={store_key},
+        check_specs=change_check_specs(key, config.checks),
+    )
+    def change_report(
+        context: dg.AssetExecutionContext,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        store: AuditWarehouse = getattr(context.resources, store_key)
+        reports: list[ChangeReport] = []
+        try:
+            with store.session() as session:
+                session.replace_views(view)  # the change view reads v2, which reads every table
+                for partition in context.partition_keys:
+                    reports.append(
+                        session.change_report(
+                            dt.date.fromisoformat(partition),
+                            history_days=HISTORY_DAYS,
+                            limit=MOVERS_SHOWN,
+                            shrink_percent=config.checks.audience_shrink_percent,
+                        )
+                    )
+        except SecretError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        if key in context.selected_asset_keys:
+            yield from _materializations(context, reports)
+        selected = {k.name for k in context.selected_asset_check_keys}
+        if NO_VANISHED_CHECK in selected:
+            yield no_vanished(reports)
+        if NO_SHRINKAGE_CHECK in selected:
+            yield no_sharp_shrinkage(reports, config.checks)
+
+    return change_report
+
+
+def _materializations(
+    context: dg.AssetExecutionContext, reports: list[ChangeReport]
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+    """One materialization per day that has a snapshot; a day without any (an old day of a backfill
+    range, which no platform can tell any more) stays missing rather than reporting zeros."""
+    reported = [r for r in reports if r.compared]
+    if reported and len(reported) == len(reports):
+        for report in reported:
+            context.add_asset_metadata(
+                change_metadata(report), partition_key=report.snapshot_date.isoformat()
+            )
+        yield dg.MaterializeResult()
+        return
+    missing = [r.snapshot_date.isoformat() for r in reports if not r.compared]
+    context.log.info(
+        f"No destination has a snapshot of {', '.join(missing)}: no change report for those days."
+    )
+    for report in reported:
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=report.snapshot_date.isoformat(),
+            metadata=change_metadata(report),
+        )

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from audit_assets.columns import Column, ColumnType, checked_identifier
+from audit_assets.columns import HT_LEADING_COLUMNS, Column, ColumnType, checked_identifier
 
 SCHEMA = "hightouch_audit"  # the schema of every table and view (Snowflake: HIGHTOUCH_AUDIT)
 V1_NAME = "external_audiences_metadata_v1"
@@ -31,6 +31,7 @@ V1_COLUMNS: tuple[Column, ...] = (
     Column("ht_sync_id", ColumnType.STRING, "Hightouch sync that manages the audience, if any."),
 )
 _V1 = {c.name: c for c in V1_COLUMNS}
+_HT = {c.name: c for c in HT_LEADING_COLUMNS}
 
 # v1's rows with the platform's size range, type and status, and which snapshot each row belongs to.
 V2_COLUMNS: tuple[Column, ...] = (
@@ -38,20 +39,12 @@ V2_COLUMNS: tuple[Column, ...] = (
     _V1["audience_id"],
     _V1["audience_name"],
     _V1["audience_size"],
-    Column(
-        "audience_size_lower_bound",
-        ColumnType.INTEGER,
-        "The platform's own lower bound; null if it gives none.",
-    ),
-    Column(
-        "audience_size_upper_bound",
-        ColumnType.INTEGER,
-        "The platform's own upper bound; null if it gives none.",
-    ),
+    Column("audience_size_lower_bound", ColumnType.INTEGER, "The platform's own lower bound, if any."),
+    Column("audience_size_upper_bound", ColumnType.INTEGER, "The platform's own upper bound, if any."),
     Column("audience_type", ColumnType.STRING, "The platform's own word for the kind of audience."),
     Column("audience_status", ColumnType.STRING, "The platform's own delivery or processing status."),
-    Column("ht_snapshot_id", ColumnType.STRING, "The snapshot this row belongs to."),
-    Column("ht_snapshot_date", ColumnType.DATE, "The daily partition the snapshot was taken for (UTC)."),
+    _HT["ht_snapshot_id"],
+    _HT["ht_snapshot_date"],
     _V1["ht_fetched_at"],
     _V1["ht_destination"],
     _V1["ht_destination_id"],

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from audit_assets.columns import Column, ColumnType, checked_identifier
 from audit_assets.views import (
+    CHANGE_COLUMNS,
     CHANGES_NAME,
     V1_COLUMNS,
     V1_NAME,
@@ -186,13 +187,17 @@ def _changes_body(dialect: Dialect, schema: str) -> str:
     LAG pairs it with the destination's previous date. Audiences of both are matched on (ad account,
     audience id) by a full join, so an audience only in the earlier one shows as vanished.
     """
-    v2, t = qualified(schema, V2_NAME), dialect.type_of
-    big, double, text, date = (
-        t(ColumnType.INTEGER),
-        t(ColumnType.FLOAT),
-        t(ColumnType.STRING),
-        t(ColumnType.DATE),
-    )
+    v2 = qualified(schema, V2_NAME)
+    computed = {
+        "size_change": "audience_size - previous_size",
+        "size_change_pct": "CASE WHEN previous_size <> 0 THEN 100.0 * (audience_size - previous_size) / previous_size END",
+        "change_kind": "CASE WHEN NOT was_before THEN 'new' WHEN NOT is_now THEN 'vanished' "
+        "WHEN audience_size IS NULL OR previous_size IS NULL THEN 'unknown' "
+        "WHEN audience_size > previous_size THEN 'grew' WHEN audience_size < previous_size THEN 'shrank' "
+        "ELSE 'unchanged' END",
+    }
+    typed = _cast(dialect, {c.name: computed.get(c.name, c.name) for c in CHANGE_COLUMNS}, CHANGE_COLUMNS)
+    items = ",\n       ".join(f"{expression} AS {name}" for name, expression in typed.items())
     return f"""WITH snapshots AS (
   SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id, max(ht_fetched_at) AS fetched_at
   FROM {v2} GROUP BY ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id
@@ -233,24 +238,7 @@ def _changes_body(dialect: Dialect, schema: str) -> str:
     ON n.ht_destination = b.ht_destination AND n.ht_destination_id = b.ht_destination_id
    AND n.snapshot_date = b.snapshot_date AND n.ad_account_id = b.ad_account_id AND n.audience_id = b.audience_id
 )
-SELECT CAST(snapshot_date AS {date}) AS snapshot_date,
-       CAST(ht_destination AS {text}) AS ht_destination,
-       CAST(ht_destination_id AS {text}) AS ht_destination_id,
-       CAST(ad_account_id AS {text}) AS ad_account_id,
-       CAST(audience_id AS {text}) AS audience_id,
-       CAST(audience_name AS {text}) AS audience_name,
-       CAST(audience_size AS {big}) AS audience_size,
-       CAST(previous_size AS {big}) AS previous_size,
-       CAST(previous_snapshot_date AS {date}) AS previous_snapshot_date,
-       CAST(audience_size - previous_size AS {big}) AS size_change,
-       CAST(CASE WHEN previous_size <> 0 THEN 100.0 * (audience_size - previous_size) / previous_size END
-            AS {double}) AS size_change_pct,
-       CAST(CASE WHEN NOT was_before THEN 'new'
-                 WHEN NOT is_now THEN 'vanished'
-                 WHEN audience_size IS NULL OR previous_size IS NULL THEN 'unknown'
-                 WHEN audience_size > previous_size THEN 'grew'
-                 WHEN audience_size < previous_size THEN 'shrank'
-                 ELSE 'unchanged' END AS {text}) AS change_kind
+SELECT {items}
 FROM compared"""  # noqa: S608
 
 
