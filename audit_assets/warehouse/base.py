@@ -211,7 +211,7 @@ class WarehouseSession:
     ) -> ChangeReport:
         """Day ``day`` of the change view, and each destination's totals over ``history_days`` days to it."""
         d = self._dialect
-        self._rows(sql.change_window(d, SCHEMA), [day - dt.timedelta(days=history_days - 1), day])
+        self._rows(sql.change_window(d, SCHEMA), [day])
         counts = dict.fromkeys(CHANGE_KINDS, 0)
         counts.update({str(kind): int(n) for kind, n in self._rows(sql.change_counts(d), [day])})
 
@@ -234,7 +234,9 @@ class WarehouseSession:
             shrunk_count=shrunk_count,
             totals=[
                 DailyTotal(str(t), str(i), on, int(n), int(sized), _int_or_none(total))
-                for t, i, on, n, sized, total in self._rows(sql.daily_totals())
+                for t, i, on, n, sized, total in self._rows(
+                    sql.daily_totals(d, SCHEMA), [day - dt.timedelta(days=history_days - 1), day]
+                )
             ],
         )
 

@@ -180,63 +180,68 @@ def _empty_select(dialect: Dialect, columns: tuple[Column, ...]) -> str:
     return f"SELECT {items}\nWHERE FALSE"
 
 
-def _changes_body(dialect: Dialect, schema: str) -> str:
-    """Each destination's last snapshot of each date against its last snapshot of the date before.
+def _last_snapshots(v2: str, where: str = "") -> str:
+    """CTEs ending in ``last_of_day``: each destination's last snapshot of each date (the last fetched;
+    the id breaks a tie), of the dates ``where`` keeps."""
+    return f"""snapshots AS (
+  SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id, max(ht_fetched_at) AS fetched_at
+  FROM {v2} {where} GROUP BY ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id
+), last_of_day AS (
+  SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id FROM (
+    SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id,
+           row_number() OVER (PARTITION BY ht_destination, ht_destination_id, ht_snapshot_date
+                              ORDER BY fetched_at DESC, ht_snapshot_id DESC) AS nth
+    FROM snapshots) AS ranked
+  WHERE nth = 1
+)"""  # noqa: S608
 
-    ``last_of_day`` keeps one snapshot per (destination, date): the last fetched (the id breaks a tie);
-    LAG pairs it with the destination's previous date. Audiences of both are matched on (ad account,
-    audience id) by a full join, so an audience only in the earlier one shows as vanished.
+
+def _changes(dialect: Dialect, schema: str, days_kept: str = "") -> str:
+    """The change view's SELECT; ``days_kept`` (a WHERE on ``ht_snapshot_date``) limits it to some days.
+
+    LAG pairs each destination's last snapshot of a date with its last snapshot of the date before.
+    The audiences of both are keyed by the day and grouped by (ad account, audience id): one only in
+    the earlier snapshot has vanished. The report's filter sits after LAG and before the table scans
+    (a filter on the view is not pushed that far), so a report on a day of a long history reads that
+    day and the one before it, in bounded memory.
     """
     v2 = qualified(schema, V2_NAME)
     computed = {
         "size_change": "audience_size - previous_size",
         "size_change_pct": "CASE WHEN previous_size <> 0 THEN 100.0 * (audience_size - previous_size) / previous_size END",
-        "change_kind": "CASE WHEN NOT was_before THEN 'new' WHEN NOT is_now THEN 'vanished' "
+        "change_kind": "CASE WHEN NOT in_previous THEN 'new' WHEN NOT in_day THEN 'vanished' "
         "WHEN audience_size IS NULL OR previous_size IS NULL THEN 'unknown' "
         "WHEN audience_size > previous_size THEN 'grew' WHEN audience_size < previous_size THEN 'shrank' "
         "ELSE 'unchanged' END",
     }
     typed = _cast(dialect, {c.name: computed.get(c.name, c.name) for c in CHANGE_COLUMNS}, CHANGE_COLUMNS)
     items = ",\n       ".join(f"{expression} AS {name}" for name, expression in typed.items())
-    return f"""WITH snapshots AS (
-  SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id, max(ht_fetched_at) AS fetched_at
-  FROM {v2} GROUP BY ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id
-), last_of_day AS (
-  SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id,
-         row_number() OVER (PARTITION BY ht_destination, ht_destination_id, ht_snapshot_date
-                            ORDER BY fetched_at DESC, ht_snapshot_id DESC) AS nth
-  FROM snapshots
-), days AS (
-  SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id,
-         LAG(ht_snapshot_date) OVER (PARTITION BY ht_destination, ht_destination_id ORDER BY ht_snapshot_date)
-           AS previous_date,
-         LAG(ht_snapshot_id) OVER (PARTITION BY ht_destination, ht_destination_id ORDER BY ht_snapshot_date)
-           AS previous_id
-  FROM last_of_day WHERE nth = 1
-), now_rows AS (
-  SELECT d.ht_destination, d.ht_destination_id, d.ht_snapshot_date AS snapshot_date, d.previous_date,
-         v.ad_account_id, v.audience_id, v.audience_name, v.audience_size
+    pair = """  SELECT d.ht_destination, d.ht_destination_id, d.ht_snapshot_date AS snapshot_date, d.previous_date,
+         v.ad_account_id, v.audience_id, v.audience_name, v.audience_size, {in_day} AS in_day
   FROM days AS d JOIN {v2} AS v
     ON v.ht_destination = d.ht_destination AND v.ht_destination_id = d.ht_destination_id
-   AND v.ht_snapshot_date = d.ht_snapshot_date AND v.ht_snapshot_id = d.ht_snapshot_id
-), before_rows AS (
-  SELECT d.ht_destination, d.ht_destination_id, d.ht_snapshot_date AS snapshot_date, d.previous_date,
-         v.ad_account_id, v.audience_id, v.audience_name, v.audience_size
-  FROM days AS d JOIN {v2} AS v
-    ON v.ht_destination = d.ht_destination AND v.ht_destination_id = d.ht_destination_id
-   AND v.ht_snapshot_date = d.previous_date AND v.ht_snapshot_id = d.previous_id
+   AND v.ht_snapshot_date = d.{date} AND v.ht_snapshot_id = d.{snapshot}"""
+    return f"""WITH {_last_snapshots(v2)}, days AS (
+  SELECT * FROM (
+    SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id,
+           LAG(ht_snapshot_date) OVER (PARTITION BY ht_destination, ht_destination_id ORDER BY ht_snapshot_date)
+             AS previous_date,
+           LAG(ht_snapshot_id) OVER (PARTITION BY ht_destination, ht_destination_id ORDER BY ht_snapshot_date)
+             AS previous_id
+    FROM last_of_day) AS paired_days
+  {days_kept}
+), paired AS (
+{pair.format(in_day=1, v2=v2, date="ht_snapshot_date", snapshot="ht_snapshot_id")}
+  UNION ALL
+{pair.format(in_day=0, v2=v2, date="previous_date", snapshot="previous_id")}
 ), compared AS (
-  SELECT COALESCE(n.snapshot_date, b.snapshot_date) AS snapshot_date,
-         COALESCE(n.ht_destination, b.ht_destination) AS ht_destination,
-         COALESCE(n.ht_destination_id, b.ht_destination_id) AS ht_destination_id,
-         COALESCE(n.ad_account_id, b.ad_account_id) AS ad_account_id,
-         COALESCE(n.audience_id, b.audience_id) AS audience_id,
-         COALESCE(n.audience_name, b.audience_name) AS audience_name,
-         n.audience_size, b.audience_size AS previous_size, b.previous_date AS previous_snapshot_date,
-         n.audience_id IS NOT NULL AS is_now, b.audience_id IS NOT NULL AS was_before
-  FROM now_rows AS n FULL OUTER JOIN before_rows AS b
-    ON n.ht_destination = b.ht_destination AND n.ht_destination_id = b.ht_destination_id
-   AND n.snapshot_date = b.snapshot_date AND n.ad_account_id = b.ad_account_id AND n.audience_id = b.audience_id
+  SELECT snapshot_date, ht_destination, ht_destination_id, ad_account_id, audience_id,
+         COALESCE(max(CASE WHEN in_day = 1 THEN audience_name END), max(audience_name)) AS audience_name,
+         max(CASE WHEN in_day = 1 THEN audience_size END) AS audience_size,
+         max(CASE WHEN in_day = 0 THEN audience_size END) AS previous_size,
+         max(CASE WHEN in_day = 0 THEN previous_date END) AS previous_snapshot_date,
+         max(in_day) = 1 AS in_day, min(in_day) = 0 AS in_previous
+  FROM paired GROUP BY snapshot_date, ht_destination, ht_destination_id, ad_account_id, audience_id
 )
 SELECT {items}
 FROM compared"""  # noqa: S608
@@ -249,7 +254,7 @@ def create_view(dialect: Dialect, schema: str, name: str, view: ViewDefinition) 
     elif name == V2_NAME:
         body = _union(dialect, schema, view, v2_expressions, V2_COLUMNS)
     elif name == CHANGES_NAME:
-        body = _changes_body(dialect, schema)
+        body = _changes(dialect, schema)
     else:
         raise ValueError(f"{name!r} is not one of the combined views")
     options = f" {dialect.view_options}" if dialect.view_options else ""
@@ -345,7 +350,7 @@ def view_latest_totals(schema: str, name: str) -> str:
     )
 
 
-# --- the change report: one evaluation of the change view for a range of days, then small queries ----------
+# --- the change report: one day of the change view kept in a temporary table, then small queries ----------
 
 CHANGE_WINDOW = "ht_audience_size_changes_window"  # a temporary table: private to the session, dies with it
 _CHANGE_FIELDS = (
@@ -355,11 +360,10 @@ _CHANGE_FIELDS = (
 
 
 def change_window(dialect: Dialect, schema: str) -> str:
-    """Keep the change view's rows of a range of days for the queries below; binds (first day, last day)."""
-    p = dialect.param
+    """Keep one day of the change view for the queries below; binds (day)."""
     return (
-        f"CREATE OR REPLACE TEMPORARY TABLE {CHANGE_WINDOW} AS SELECT * FROM {qualified(schema, CHANGES_NAME)} "  # noqa: S608
-        f"WHERE snapshot_date BETWEEN {p} AND {p}"
+        f"CREATE OR REPLACE TEMPORARY TABLE {CHANGE_WINDOW} AS\n"
+        f"{_changes(dialect, schema, f'WHERE ht_snapshot_date = {dialect.param}')}"
     )
 
 
@@ -398,11 +402,16 @@ def change_list(dialect: Dialect, which: str, limit: int) -> str:
     )
 
 
-def daily_totals() -> str:
-    """(destination, id, day, audiences, audiences with a size, total size) of every day kept."""
+def daily_totals(dialect: Dialect, schema: str) -> str:
+    """(destination, id, day, audiences, audiences with a size, total size) of each destination's last
+    snapshot of each day in a range; binds (first day, last day)."""
+    v2, p = qualified(schema, V2_NAME), dialect.param
     return (
-        "SELECT ht_destination, ht_destination_id, snapshot_date, count(*), count(audience_size), "  # noqa: S608
-        f"sum(audience_size) FROM {CHANGE_WINDOW} WHERE change_kind <> 'vanished'\n"
-        "GROUP BY ht_destination, ht_destination_id, snapshot_date "
-        "ORDER BY ht_destination, ht_destination_id, snapshot_date"
+        f"WITH {_last_snapshots(v2, f'WHERE ht_snapshot_date BETWEEN {p} AND {p}')}\n"
+        "SELECT v.ht_destination, v.ht_destination_id, v.ht_snapshot_date, count(*), count(v.audience_size), "
+        f"sum(v.audience_size)\nFROM {v2} AS v JOIN last_of_day AS l ON v.ht_destination = l.ht_destination "
+        "AND v.ht_destination_id = l.ht_destination_id AND v.ht_snapshot_date = l.ht_snapshot_date "
+        "AND v.ht_snapshot_id = l.ht_snapshot_id\n"
+        "GROUP BY v.ht_destination, v.ht_destination_id, v.ht_snapshot_date "
+        "ORDER BY v.ht_destination, v.ht_destination_id, v.ht_snapshot_date"
     )
