@@ -41,6 +41,39 @@ def expected_view_row(kind: str, raw: dict[str, Any]) -> tuple[str, str | None, 
     return (str(raw[id_field]), raw.get(name_field), None if size in no_size else size)
 
 
+def _flag(true: str, false: str) -> Any:
+    return lambda value: None if value is None else (true if value else false)
+
+
+# What v2 adds, as the README's table states it, in the API's own field names:
+# (lower bound field, upper bound field, type field, status field or how the status is worded)
+V2_WORDS: dict[str, tuple[Any, Any]] = {
+    "meta": ("subtype", lambda raw: (raw.get("delivery_status") or {}).get("description")),
+    "google_ads": ("type", "membershipStatus"),
+    "linkedin": ("type", "status"),
+    "tiktok": ("audience_type", lambda raw: _flag("VALID", "INVALID")(raw.get("is_valid"))),
+    "snapchat": ("source_type", "targetable_status"),
+    "pinterest": ("audience_type", "status"),
+    "x": ("audience_type", lambda raw: _flag("TARGETABLE", "NOT_TARGETABLE")(raw.get("targetable"))),
+}
+
+
+def check_v2_row(kind: str, raw: dict[str, Any], row: tuple[Any, ...]) -> None:
+    """One v2 row against its raw audience: the platform's own range, type and status words."""
+    lower, upper, audience_type, status = row
+    type_field, status_from = V2_WORDS[kind]
+    assert audience_type == raw.get(type_field), (kind, raw)
+    assert status == (status_from(raw) if callable(status_from) else raw.get(status_from)), (kind, raw)
+    if kind == "meta":
+        as_served = raw.get("approximate_count_lower_bound"), raw.get("approximate_count_upper_bound")
+        assert (lower, upper) == tuple(None if b == -1 else b for b in as_served)
+    elif kind == "google_ads" and raw.get("sizeRangeForDisplay") not in (None, "UNKNOWN", "UNSPECIFIED"):
+        size = int(raw["sizeForDisplay"])  # the range Google names holds the size it gives
+        assert lower is not None and lower <= size and (upper is None or size < upper), (raw, lower, upper)
+    else:
+        assert (lower, upper) == (None, None), (kind, raw)
+
+
 def test_quickstart_covers_every_platform_and_the_view_maps_each_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -72,5 +105,14 @@ def test_quickstart_covers_every_platform_and_the_view_maps_each_size(
             assert expected, f"{dest.type}: the sandbox serves audiences"
             assert actual == expected, dest.type
             all_sizes += [size for _, _, size in actual]
+            v2 = conn.execute(
+                "SELECT audience_id, audience_size_lower_bound, audience_size_upper_bound, audience_type, "
+                "audience_status FROM hightouch_audit.external_audiences_metadata_v2 WHERE ht_destination_id = ?",
+                [dest.id],
+            ).fetchall()
+            by_id = {str(raw[DESIGN_V1[dest.type][0]]): raw for raw in raws}
+            assert sorted(r[0] for r in v2) == sorted(by_id), dest.type
+            for audience_id, *row in v2:
+                check_v2_row(dest.type, by_id[audience_id], tuple(row))
     assert None in all_sizes, "some sandbox audiences have no size yet"
     assert any(size is not None and size > 2**31 for size in all_sizes), "sizes above 2^31 survive"
