@@ -190,8 +190,10 @@ class _Typer:
 
     def _typed(self, account_id: str, audiences: list[Audience]) -> Typed:
         platform, identity, n = self.platform, self.identity, len(audiences)
-        known = platform.field_names
-        unknown = frozenset(key for audience in audiences for key in audience.keys() - known)
+        # Every field some audience of the run has; a platform omits most fields most of the time
+        # (Graph leaves out every field without a value), and a field no audience has is all null.
+        present: set[str] = set().union(*map(dict.keys, audiences))
+        unknown = frozenset(present - platform.field_names)
         ids = [str(audience[platform.audience_id_field]) for audience in audiences]
         constants = {
             "ht_snapshot_id": identity.snapshot_id,
@@ -212,6 +214,9 @@ class _Typer:
             else pa.nulls(n, pa.string())
         )
         for api_field in platform.fields:
+            if api_field.api_name not in present:
+                columns[api_field.column] = pa.nulls(n, self.schema.field(api_field.column).type)
+                continue
             values = [audience.get(api_field.api_name) for audience in audiences]
             try:
                 columns[api_field.column] = typed_column(values, api_field.type)
