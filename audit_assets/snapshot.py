@@ -245,7 +245,11 @@ class _Spooler:
 
     def __init__(self, path: Path, columns: tuple[Column, ...], chunk_rows: int) -> None:
         self.schema = arrow_schema(columns)
-        self._writer = pq.ParquetWriter(path, self.schema, compression="lz4")
+        # Read back once, whole, by the warehouse: no dictionaries (ht_raw's values never repeat, and
+        # trying costs as much as the write) and no statistics (nothing filters on them).
+        self._writer = pq.ParquetWriter(
+            path, self.schema, compression="lz4", use_dictionary=False, write_statistics=False
+        )
         self._chunk_rows = chunk_rows
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
