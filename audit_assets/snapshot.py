@@ -37,7 +37,7 @@ from audit_assets.platforms.base import (
     Platform,
     PlatformError,
 )
-from audit_assets.rows import arrow_schema, coerce, json_text, typed_column
+from audit_assets.rows import arrow_schema, coerce, json_column, typed_column
 
 DEFAULT_CHUNK_ROWS = 10_000  # audiences per Parquet row group
 TYPE_EVERY_ROWS = 1_000  # audiences typed at once (see _Typer)
@@ -224,7 +224,7 @@ class _Typer:
                 self._name_the_bad_value(ids, values, api_field)
                 raise
         try:
-            columns[HT_RAW.name] = pa.array([json_text(a) for a in audiences], type=pa.string())
+            columns[HT_RAW.name] = json_column(audiences)
         except ValueError as exc:
             raise BadResponse(f"{platform.title}: an audience cannot be kept as JSON: {exc}") from None
         batch = pa.RecordBatch.from_arrays([columns[name] for name in self.schema.names], schema=self.schema)
