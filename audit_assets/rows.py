@@ -53,11 +53,21 @@ def json_text(value: Any) -> bytes:
         raise ValueError(str(exc)) from None
 
 
+def json_column(values: list[Any]) -> pa.Array:
+    """Each value as JSON text (None stays null), like ``json_text`` but without a Python call per
+    value: a run's JSON columns and ht_raw are over a million values for 200k audiences."""
+    dumps = orjson.dumps
+    try:
+        return pa.array([None if v is None else dumps(v) for v in values], type=pa.string())
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def typed_column(values: list[Any], kind: ColumnType) -> pa.Array:
     """One page's values of one field as an Arrow array of the column's type; ValueError names a bad value."""
     arrow_type = ARROW_TYPES[kind]
     if kind is ColumnType.JSON:
-        return pa.array([None if v is None else json_text(v) for v in values], type=arrow_type)
+        return json_column(values)
     try:
         inferred = pa.array(values)
     except (pa.ArrowException, OverflowError, TypeError, ValueError):

@@ -37,7 +37,7 @@ from audit_assets.platforms.base import (
     Platform,
     PlatformError,
 )
-from audit_assets.rows import arrow_schema, coerce, json_text, typed_column
+from audit_assets.rows import arrow_schema, coerce, json_column, typed_column
 
 DEFAULT_CHUNK_ROWS = 10_000  # audiences per Parquet row group
 TYPE_EVERY_ROWS = 1_000  # audiences typed at once (see _Typer)
@@ -190,8 +190,10 @@ class _Typer:
 
     def _typed(self, account_id: str, audiences: list[Audience]) -> Typed:
         platform, identity, n = self.platform, self.identity, len(audiences)
-        known = platform.field_names
-        unknown = frozenset(key for audience in audiences for key in audience.keys() - known)
+        # Every field some audience of the run has; a platform omits most fields most of the time
+        # (Graph leaves out every field without a value), and a field no audience has is all null.
+        present: set[str] = set().union(*map(dict.keys, audiences))
+        unknown = frozenset(present - platform.field_names)
         ids = [str(audience[platform.audience_id_field]) for audience in audiences]
         constants = {
             "ht_snapshot_id": identity.snapshot_id,
@@ -212,6 +214,9 @@ class _Typer:
             else pa.nulls(n, pa.string())
         )
         for api_field in platform.fields:
+            if api_field.api_name not in present:
+                columns[api_field.column] = pa.nulls(n, self.schema.field(api_field.column).type)
+                continue
             values = [audience.get(api_field.api_name) for audience in audiences]
             try:
                 columns[api_field.column] = typed_column(values, api_field.type)
@@ -219,7 +224,7 @@ class _Typer:
                 self._name_the_bad_value(ids, values, api_field)
                 raise
         try:
-            columns[HT_RAW.name] = pa.array([json_text(a) for a in audiences], type=pa.string())
+            columns[HT_RAW.name] = json_column(audiences)
         except ValueError as exc:
             raise BadResponse(f"{platform.title}: an audience cannot be kept as JSON: {exc}") from None
         batch = pa.RecordBatch.from_arrays([columns[name] for name in self.schema.names], schema=self.schema)
@@ -240,7 +245,11 @@ class _Spooler:
 
     def __init__(self, path: Path, columns: tuple[Column, ...], chunk_rows: int) -> None:
         self.schema = arrow_schema(columns)
-        self._writer = pq.ParquetWriter(path, self.schema, compression="lz4")
+        # Read back once, whole, by the warehouse: no dictionaries (ht_raw's values never repeat, and
+        # trying costs as much as the write) and no statistics (nothing filters on them).
+        self._writer = pq.ParquetWriter(
+            path, self.schema, compression="lz4", use_dictionary=False, write_statistics=False
+        )
         self._chunk_rows = chunk_rows
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0

@@ -65,6 +65,22 @@ def test_a_failure_after_the_insert_rolls_the_whole_snapshot_back(tmp_path: Path
     assert count(db) == [("snap-1", 13)]
 
 
+def test_ht_raw_is_stored_with_zstd_and_reads_back_whole(tmp_path: Path) -> None:
+    """ht_raw, most of a snapshot's bytes, is kept with zstd (smaller and faster to append than the default)."""
+    db = tmp_path / "z.duckdb"
+    write(db, demo_meta_snapshot("snap-1"))
+    with duckdb.connect(str(db), read_only=True) as conn:
+        methods = conn.execute(
+            "SELECT DISTINCT compression FROM pragma_storage_info('hightouch_audit.meta_io_audiences') "
+            "WHERE column_name = 'ht_raw' AND segment_type = 'JSON'"
+        ).fetchall()
+        ids = conn.execute(
+            "SELECT count(*), count(DISTINCT ht_raw->>'id') FROM hightouch_audit.meta_io_audiences"
+        ).fetchone()
+    assert methods == [("ZSTD",)]
+    assert ids == (13, 13)
+
+
 def test_a_column_a_later_release_types_is_added_and_older_rows_keep_null(tmp_path: Path) -> None:
     """A table written before ``time_updated`` was typed gets the column; nothing is removed or rewritten."""
     from audit_assets.platforms import meta

@@ -240,6 +240,12 @@ def test_spooled_rows_hold_the_audience_as_returned(connect: Connect, spool_root
             assert json.loads(row["delivery_status"]) == audience["delivery_status"]
             assert row["is_value_based"] is False
             assert row["pixel_id"] is None  # absent from the API object -> null, never invented
+            # A JSON field some audiences of a run have and others lack: SQL null where absent, not 'null'.
+            spec = audience.get("lookalike_spec")
+            assert row["lookalike_spec"] == (
+                None if spec is None else json.dumps(spec, separators=(",", ":"))
+            )
+        assert {"lookalike_spec" in a for a in as_listed.values()} == {True, False}
     finally:
         snapshot.discard()
 

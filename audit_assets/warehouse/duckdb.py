@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 from dagster._utils.backoff import backoff
 
-from audit_assets.columns import ColumnType
+from audit_assets.columns import HT_RAW, ColumnType
 from audit_assets.snapshot import Snapshot
 from audit_assets.warehouse import sql
 from audit_assets.warehouse.base import SCHEMA, AuditWarehouse
@@ -30,7 +30,12 @@ DUCKDB = sql.Dialect(
         ColumnType.JSON: "JSON",
         ColumnType.DATE: "DATE",
         ColumnType.TIMESTAMP_TZ: "TIMESTAMPTZ",
-    }
+    },
+    # ht_raw, each audience's whole JSON, is most of a snapshot's bytes. zstd keeps it in less space
+    # than DuckDB's default for text (DICT_FSST) and takes less time to write: for 200k Meta
+    # audiences the file is 18 MB instead of 57 MB and the append ~0.3 s shorter. A table created
+    # before this keeps the default (DuckDB cannot change a column's compression).
+    column_options={HT_RAW.name: "USING COMPRESSION zstd"},
 )
 
 

@@ -9,7 +9,7 @@ written into the text.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from audit_assets.columns import Column, ColumnType, checked_identifier
 from audit_assets.views import (
@@ -39,9 +39,17 @@ class Dialect:
     )
     # the text at one top-level key of a JSON column
     json_key_text: str = "json_extract_string({column}, '$.{key}')"
+    # column name -> what follows its type in CREATE TABLE / ADD COLUMN, e.g. a storage choice
+    column_options: Mapping[str, str] = field(default_factory=dict)
 
     def type_of(self, kind: ColumnType) -> str:
         return self.type_names[kind]
+
+    def definition(self, column: Column) -> str:
+        """``name TYPE [options]`` of one column, as CREATE TABLE and ADD COLUMN write it."""
+        options = self.column_options.get(column.name)
+        definition = f"{checked_identifier(column.name)} {self.type_of(column.type)}"
+        return f"{definition} {options}" if options else definition
 
     def stored_name(self, name: str) -> str:
         """How the catalog (information_schema) spells an unquoted identifier."""
@@ -58,7 +66,7 @@ def qualified(schema: str | None, name: str) -> str:
 def create_table(
     dialect: Dialect, schema: str | None, table: str, columns: tuple[Column, ...], *, temporary: bool = False
 ) -> str:
-    body = ",\n  ".join(f"{checked_identifier(c.name)} {dialect.type_of(c.type)}" for c in columns)
+    body = ",\n  ".join(dialect.definition(c) for c in columns)
     create = "CREATE TEMPORARY TABLE" if temporary else "CREATE TABLE IF NOT EXISTS"
     return f"{create} {qualified(schema, table)} (\n  {body}\n)"
 
@@ -82,10 +90,7 @@ def count_snapshot(dialect: Dialect, schema: str, table: str) -> str:
 
 
 def add_column(dialect: Dialect, schema: str, table: str, column: Column) -> str:
-    return (
-        f"ALTER TABLE {qualified(schema, table)} ADD COLUMN {checked_identifier(column.name)} "
-        f"{dialect.type_of(column.type)}"
-    )
+    return f"ALTER TABLE {qualified(schema, table)} ADD COLUMN {dialect.definition(column)}"
 
 
 def _size(column: str, mapping: V1Mapping) -> str:
