@@ -1,6 +1,6 @@
 """What things are called in the Dagster catalog and the warehouse: keys, resource keys, tables, views."""
 
-from collections.abc import Sequence
+import functools
 
 import dagster as dg
 
@@ -55,7 +55,10 @@ def warehouse_key(warehouse: str) -> str:
     return f"warehouse_{warehouse}"
 
 
-def table_schema(columns: Sequence[Column]) -> dg.TableSchema:
+@functools.cache
+def table_schema(columns: tuple[Column, ...]) -> dg.TableSchema:
+    """Built once per column set: every destination of a platform shares it (hundreds of destinations
+    would otherwise build tens of thousands of identical column objects at load)."""
     return dg.TableSchema(
         columns=[dg.TableColumn(c.name, c.type.value, description=c.description or None) for c in columns]
     )

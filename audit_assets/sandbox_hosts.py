@@ -4,6 +4,8 @@ Only the naming convention lives here, so configuration can tell a sandbox desti
 without importing the emulators (audit_assets.sandbox); resources.py alone picks them.
 """
 
+import functools
+
 import httpx
 
 SANDBOX_DOMAIN = "sandbox.invalid"
@@ -14,6 +16,7 @@ def sandbox_host(name: str) -> str:
     return f"{name.replace('_', '-')}.{SANDBOX_DOMAIN}"
 
 
+@functools.cache  # hundreds of destinations share a few URLs, and each is checked at load
 def is_sandbox_url(url: str) -> bool:
     host = httpx.URL(url).host
     return host == SANDBOX_DOMAIN or host.endswith(f".{SANDBOX_DOMAIN}")

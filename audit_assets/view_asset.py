@@ -77,10 +77,10 @@ def column_lineage(dests: list[DestinationConfig], name: str) -> dg.TableColumnL
     """Each view column <- the column of each destination table it is read from (the platform's mapping)."""
     deps: dict[str, list[dg.TableColumnDep]] = {c.name: [] for c in _COLUMNS[name]}
     for dest in dests:
-        sources = _source_columns(PLATFORMS[dest.type])
+        key, sources = destination_key(dest), _source_columns(PLATFORMS[dest.type])
         for column, column_deps in deps.items():
             for source in sources.get(column, [column]):  # ht_* columns keep their names
-                column_deps.append(dg.TableColumnDep(destination_key(dest), source))
+                column_deps.append(dg.TableColumnDep(key, source))
     return dg.TableColumnLineage(deps_by_column=deps)
 
 
