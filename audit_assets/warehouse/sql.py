@@ -206,7 +206,9 @@ def _changes(dialect: Dialect, schema: str, days_kept: str = "") -> str:
 
     LAG pairs each destination's last snapshot of a date with its last snapshot of the date before.
     The audiences of both are keyed by the day and grouped by (ad account, audience id): one only in
-    the earlier snapshot has vanished. The report's filter sits after LAG and before the table scans
+    the earlier snapshot has vanished. (No alias repeats an input name at the same level: Snowflake and
+    DuckDB let a SELECT list use its earlier aliases, and how they settle a clash is not documented;
+    see CALCITE-6939.) The report's filter sits after LAG and before the table scans
     (a filter on the view is not pushed that far), so a report on a day of a long history reads that
     day and the one before it, in bounded memory.
     """
@@ -214,7 +216,7 @@ def _changes(dialect: Dialect, schema: str, days_kept: str = "") -> str:
     computed = {
         "size_change": "audience_size - previous_size",
         "size_change_pct": "CASE WHEN previous_size <> 0 THEN 100.0 * (audience_size - previous_size) / previous_size END",
-        "change_kind": "CASE WHEN NOT in_previous THEN 'new' WHEN NOT in_day THEN 'vanished' "
+        "change_kind": "CASE WHEN NOT was_before THEN 'new' WHEN NOT is_now THEN 'vanished' "
         "WHEN audience_size IS NULL OR previous_size IS NULL THEN 'unknown' "
         "WHEN audience_size > previous_size THEN 'grew' WHEN audience_size < previous_size THEN 'shrank' "
         "ELSE 'unchanged' END",
@@ -222,7 +224,8 @@ def _changes(dialect: Dialect, schema: str, days_kept: str = "") -> str:
     typed = _cast(dialect, {c.name: computed.get(c.name, c.name) for c in CHANGE_COLUMNS}, CHANGE_COLUMNS)
     items = ",\n       ".join(f"{expression} AS {name}" for name, expression in typed.items())
     pair = """  SELECT d.ht_destination, d.ht_destination_id, d.ht_snapshot_date AS snapshot_date, d.previous_date,
-         v.ad_account_id, v.audience_id, v.audience_name, v.audience_size, {in_day} AS in_day
+         v.ad_account_id, v.audience_id, v.audience_name AS listed_name, v.audience_size AS listed_size,
+         {in_day} AS in_day
   FROM days AS d JOIN {v2} AS v
     ON v.ht_destination = d.ht_destination AND v.ht_destination_id = d.ht_destination_id
    AND v.ht_snapshot_date = d.{date} AND v.ht_snapshot_id = d.{snapshot}"""
@@ -241,11 +244,11 @@ def _changes(dialect: Dialect, schema: str, days_kept: str = "") -> str:
 {pair.format(in_day=0, v2=v2, date="previous_date", snapshot="previous_id")}
 ), compared AS (
   SELECT snapshot_date, ht_destination, ht_destination_id, ad_account_id, audience_id,
-         COALESCE(max(CASE WHEN in_day = 1 THEN audience_name END), max(audience_name)) AS audience_name,
-         max(CASE WHEN in_day = 1 THEN audience_size END) AS audience_size,
-         max(CASE WHEN in_day = 0 THEN audience_size END) AS previous_size,
+         COALESCE(max(CASE WHEN in_day = 1 THEN listed_name END), max(listed_name)) AS audience_name,
+         max(CASE WHEN in_day = 1 THEN listed_size END) AS audience_size,
+         max(CASE WHEN in_day = 0 THEN listed_size END) AS previous_size,
          max(CASE WHEN in_day = 0 THEN previous_date END) AS previous_snapshot_date,
-         max(in_day) = 1 AS in_day, min(in_day) = 0 AS in_previous
+         max(in_day) = 1 AS is_now, min(in_day) = 0 AS was_before
   FROM paired GROUP BY snapshot_date, ht_destination, ht_destination_id, ad_account_id, audience_id
 )
 SELECT {items}
