@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pytest
 
 from audit_assets.checks import NO_SHRINKAGE_CHECK, NO_VANISHED_CHECK
@@ -277,3 +278,39 @@ def test_a_backfill_range_reports_only_the_days_with_snapshots(
     assert reported == [YESTERDAY.isoformat(), TODAY.isoformat()]
     materialized, failed = workspace.partition_statuses(REPORT, config)
     assert materialized == set(reported) and not failed
+
+
+def test_edge_rules_zero_unknown_and_the_last_snapshot_of_the_current_day(
+    workspace: Workspace, meta_server: Callable[..., Any]
+) -> None:
+    """Rules the sandbox's drift rarely reaches, on rows written here: a previous size of 0 gives no
+    percentage, one unknown side gives `unknown`, and of two snapshots of today the later one counts."""
+    _, dest = meta_server("shop", accounts=[SandboxAccount("1000000001", "Retail", audiences=3)])
+    config = workspace.config([dest])
+    assert workspace.run(config, partition=YESTERDAY.isoformat()).success
+    assert workspace.run(config).success  # today, first snapshot
+    assert workspace.run(config).success  # today, second snapshot: the one compared
+    table = "hightouch_audit.meta_shop_audiences"
+    ids = sorted(r[0] for r in workspace.query(f"SELECT DISTINCT id FROM {table}"))
+    # Rewrite the stored sizes (the test's ground truth): yesterday 0, -1 (unknown), 100; today's first
+    # snapshot 999 for all; today's last 5, 7, 100.
+    last_today = workspace.query(
+        f"SELECT ht_snapshot_id FROM {table} WHERE ht_snapshot_date = ? ORDER BY ht_fetched_at DESC LIMIT 1",
+        [TODAY],
+    )[0][0]
+    with duckdb.connect(str(workspace.db_path)) as conn:
+        for audience_id, before, now in zip(ids, (0, -1, 100), (5, 7, 100), strict=True):
+            conn.execute(f"UPDATE {table} SET approximate_count_lower_bound = ? WHERE id = ? AND ht_snapshot_date = ?",
+                         [before, audience_id, YESTERDAY])  # fmt: skip
+            conn.execute(f"UPDATE {table} SET approximate_count_lower_bound = CASE WHEN ht_snapshot_id = ? THEN ? ELSE 999 END "
+                         "WHERE id = ? AND ht_snapshot_date = ?", [last_today, now, audience_id, TODAY])  # fmt: skip
+    rows = workspace.query(
+        f"SELECT audience_id, previous_size, audience_size, size_change, size_change_pct, change_kind FROM {CHANGES} "
+        "WHERE snapshot_date = ? ORDER BY audience_id",
+        [TODAY],
+    )
+    assert rows == [
+        (ids[0], 0, 5, 5, None, "grew"),
+        (ids[1], None, 7, None, None, "unknown"),
+        (ids[2], 100, 100, 0, 0.0, "unchanged"),
+    ]

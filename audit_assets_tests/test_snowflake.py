@@ -269,10 +269,14 @@ def test_v2_and_the_change_view_in_snowflake_agree_with_the_sandbox(
         result = workspace.run(parse_config(document, "snowflake only"), partition=day.isoformat())
         assert result.success, failure_messages(result)
     rows = query(
-        "SELECT ad_account_id, audience_id, audience_size, previous_size, size_change, change_kind "
+        "SELECT ad_account_id, audience_id, audience_name, audience_size, previous_size, previous_snapshot_date, "
+        "size_change, size_change_pct, change_kind "
         f"FROM HIGHTOUCH_AUDIT.AUDIENCE_SIZE_CHANGES_V1 WHERE snapshot_date = '{TODAY.isoformat()}'"
     )
-    expected = {k: (e[1], e[2], e[4], e[6]) for k, e in expected_changes().items()}
+    expected = {
+        k: (*e[:5], None if e[5] is None else pytest.approx(e[5]), e[6])
+        for k, e in expected_changes().items()
+    }
     assert {(r[0], r[1]): tuple(r[2:]) for r in rows} == expected
     v2 = query(
         "SELECT audience_type, audience_status, count(*) FROM HIGHTOUCH_AUDIT.EXTERNAL_AUDIENCES_METADATA_V2 "

@@ -213,12 +213,15 @@ def _changes(dialect: Dialect, schema: str, days_kept: str = "") -> str:
     day and the one before it, in bounded memory.
     """
     v2 = qualified(schema, V2_NAME)
+    double = dialect.type_of(ColumnType.FLOAT)  # in floating point: Snowflake's decimal division rounds
     computed = {
-        "size_change": "audience_size - previous_size",
-        "size_change_pct": "CASE WHEN previous_size <> 0 THEN 100.0 * (audience_size - previous_size) / previous_size END",
+        "audience_size": "size_now",
+        "previous_size": "size_before",
+        "size_change": "size_now - size_before",
+        "size_change_pct": f"CASE WHEN size_before <> 0 THEN CAST(size_now - size_before AS {double}) * 100 / size_before END",
         "change_kind": "CASE WHEN NOT was_before THEN 'new' WHEN NOT is_now THEN 'vanished' "
-        "WHEN audience_size IS NULL OR previous_size IS NULL THEN 'unknown' "
-        "WHEN audience_size > previous_size THEN 'grew' WHEN audience_size < previous_size THEN 'shrank' "
+        "WHEN size_now IS NULL OR size_before IS NULL THEN 'unknown' "
+        "WHEN size_now > size_before THEN 'grew' WHEN size_now < size_before THEN 'shrank' "
         "ELSE 'unchanged' END",
     }
     typed = _cast(dialect, {c.name: computed.get(c.name, c.name) for c in CHANGE_COLUMNS}, CHANGE_COLUMNS)
@@ -245,8 +248,8 @@ def _changes(dialect: Dialect, schema: str, days_kept: str = "") -> str:
 ), compared AS (
   SELECT snapshot_date, ht_destination, ht_destination_id, ad_account_id, audience_id,
          COALESCE(max(CASE WHEN in_day = 1 THEN listed_name END), max(listed_name)) AS audience_name,
-         max(CASE WHEN in_day = 1 THEN listed_size END) AS audience_size,
-         max(CASE WHEN in_day = 0 THEN listed_size END) AS previous_size,
+         max(CASE WHEN in_day = 1 THEN listed_size END) AS size_now,
+         max(CASE WHEN in_day = 0 THEN listed_size END) AS size_before,
          max(CASE WHEN in_day = 0 THEN previous_date END) AS previous_snapshot_date,
          max(in_day) = 1 AS is_now, min(in_day) = 0 AS was_before
   FROM paired GROUP BY snapshot_date, ht_destination, ht_destination_id, ad_account_id, audience_id
