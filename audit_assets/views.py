@@ -16,6 +16,7 @@ SCHEMA = "hightouch_audit"  # the schema of every table and view (Snowflake: HIG
 V1_NAME = "external_audiences_metadata_v1"
 V2_NAME = "external_audiences_metadata_v2"
 CHANGES_NAME = "audience_size_changes_v1"
+SNAPSHOT_LOG = "snapshot_log"  # one row per snapshot written, also one without audiences
 # Every view of a warehouse, each after the views it reads (the change report reads v2).
 VIEW_NAMES = (V1_NAME, V2_NAME, CHANGES_NAME)
 
@@ -49,6 +50,14 @@ V2_COLUMNS: tuple[Column, ...] = (
     _V1["ht_destination"],
     _V1["ht_destination_id"],
     _V1["ht_sync_id"],
+)
+
+# A snapshot of accounts without audiences writes no audience row; its log row still says it was taken,
+# so the change report sees the audiences it no longer has.
+SNAPSHOT_LOG_COLUMNS: tuple[Column, ...] = (
+    *HT_LEADING_COLUMNS[:6],
+    Column("table_name", ColumnType.STRING, "The destination table the snapshot was appended to."),
+    Column("audiences", ColumnType.INTEGER, "Audience rows the snapshot wrote (0: its accounts had none)."),
 )
 
 CHANGE_KINDS = ("new", "vanished", "grew", "shrank", "unchanged", "unknown")

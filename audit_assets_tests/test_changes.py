@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from audit_assets.checks import NO_SHRINKAGE_CHECK, NO_VANISHED_CHECK
 from audit_assets.sandbox.meta import MetaGraphSandbox, audience_id_of
 from audit_assets.sandbox.world import SandboxAccount
 from audit_assets_tests.conftest import Workspace, failure_messages
+from audit_assets_tests.test_report import SERVED_NODE
 
 V1 = "hightouch_audit.external_audiences_metadata_v1"
 V2 = "hightouch_audit.external_audiences_metadata_v2"
@@ -314,3 +316,49 @@ def test_edge_rules_zero_unknown_and_the_last_snapshot_of_the_current_day(
         (ids[1], None, 7, None, None, "unknown"),
         (ids[2], 100, 100, 0, 0.0, "unchanged"),
     ]
+
+
+def test_a_snapshot_without_audiences_shows_every_audience_vanished(
+    workspace: Workspace, meta_server: Callable[..., Any]
+) -> None:
+    """Accounts that lost every audience write no audience row; the snapshot log still records the
+    snapshot, so the change view compares it (all vanished) and the day's total is 0, not a gap."""
+    for day, audiences in ((YESTERDAY, 8), (TODAY, 0)):
+        _, dest = meta_server("shop", accounts=[SandboxAccount("1000000001", "Retail", audiences=audiences)],
+                              today=lambda day=day: day)  # fmt: skip
+        result = workspace.run(workspace.config([dest]), partition=day.isoformat())
+        assert result.success, failure_messages(result)
+    kinds = workspace.query(
+        f"SELECT change_kind, count(*) FROM {CHANGES} WHERE snapshot_date = ? GROUP BY 1", [TODAY]
+    )
+    assert kinds == [("vanished", 8)]
+    logged = workspace.query(
+        "SELECT ht_snapshot_date, audiences, table_name FROM hightouch_audit.snapshot_log ORDER BY ht_snapshot_date"
+    )
+    assert logged == [(YESTERDAY, 8, "meta_shop_audiences"), (TODAY, 0, "meta_shop_audiences")]
+    metadata = result.asset_materializations_for_node(REPORT_NODE)[0].metadata
+    assert metadata["audiences_vanished"].value == 8 and metadata["audience_size_total"].value == 0
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations() if c.asset_key == REPORT}
+    assert not checks[NO_VANISHED_CHECK].passed
+
+
+def test_a_reexecuted_empty_snapshot_is_not_taken_again(
+    workspace: Workspace, meta_server: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log is what tells a retried or re-executed step that a snapshot without rows was written."""
+    emulator, dest = meta_server(accounts=[SandboxAccount("1000000001", "Retail", audiences=0)])
+    monkeypatch.setenv("AUDIT_ASSETS_CONFIG", str(workspace.write_config([dest])))
+    recon = dg.build_reconstructable_job(
+        "audit_assets_tests.test_report", "served_job", reconstructor_working_directory=os.getcwd()
+    )
+    tags = {"dagster/partition": TODAY.isoformat()}
+    first = dg.execute_job(recon, workspace.instance, tags=tags)
+    assert first.success
+    calls = len(emulator.requests)
+    again = dg.execute_job(
+        recon, workspace.instance, tags=tags,
+        reexecution_options=dg.ReexecutionOptions(parent_run_id=first.run_id, step_selection=[SERVED_NODE]),
+    )  # fmt: skip
+    assert again.success
+    assert len(emulator.requests) == calls, "the committed empty snapshot is reported, not taken again"
+    assert workspace.query("SELECT count(*), sum(audiences) FROM hightouch_audit.snapshot_log") == [(1, 0)]

@@ -22,7 +22,15 @@ from typing import Any
 import dagster as dg
 
 from audit_assets.snapshot import Snapshot, SnapshotIdentity
-from audit_assets.views import CHANGE_KINDS, SCHEMA, VIEW_NAMES, ViewDefinition, ViewSource
+from audit_assets.views import (
+    CHANGE_KINDS,
+    SCHEMA,
+    SNAPSHOT_LOG,
+    SNAPSHOT_LOG_COLUMNS,
+    VIEW_NAMES,
+    ViewDefinition,
+    ViewSource,
+)
 from audit_assets.warehouse import sql
 
 
@@ -161,11 +169,15 @@ class WarehouseSession:
         return bool(self._rows(*sql.column_names(self._dialect, SCHEMA, table)))
 
     def is_committed(self, table: str, identity: SnapshotIdentity) -> bool:
-        """Whether this snapshot's rows are already in the table (a retried or re-executed step)."""
-        if not self._table_exists(table):
-            return False
+        """Whether this snapshot is already written (a retried or re-executed step): in the snapshot log,
+        or, for one written before the log existed, by its rows."""
         key = [identity.snapshot_date, identity.snapshot_id]
-        return self._scalar(sql.count_snapshot(self._dialect, SCHEMA, table), key) > 0
+        if self._table_exists(SNAPSHOT_LOG) and self._rows(sql.logged_snapshot(self._dialect, SCHEMA), key):
+            return True
+        return (
+            self._table_exists(table)
+            and self._scalar(sql.count_snapshot(self._dialect, SCHEMA, table), key) > 0
+        )
 
     def latest_snapshot_of_day(self, table: str, day: dt.date) -> str | None:
         if not self._table_exists(table):
@@ -183,9 +195,12 @@ class WarehouseSession:
             for column in snapshot.columns:
                 if column.name not in present:  # a field added in a later release of this code
                     self._rows(sql.add_column(dialect, SCHEMA, table, column))
+            self._rows(sql.create_table(dialect, SCHEMA, SNAPSHOT_LOG, SNAPSHOT_LOG_COLUMNS))
             staged = warehouse.stage(self._connection, table, snapshot)
             with warehouse.transaction(self._connection):
-                if self._scalar(sql.count_snapshot(dialect, SCHEMA, table), key):
+                if self._rows(sql.logged_snapshot(dialect, SCHEMA), key) or self._scalar(
+                    sql.count_snapshot(dialect, SCHEMA, table), key
+                ):
                     return False
                 warehouse.insert(self._connection, table, snapshot, staged)
                 written = self._scalar(sql.count_snapshot(dialect, SCHEMA, table), key)
@@ -194,6 +209,12 @@ class WarehouseSession:
                         f"wrote {written} rows for snapshot {snapshot.identity.snapshot_id}, "
                         f"expected {snapshot.row_count}"
                     )
+                identity = snapshot.identity
+                self._rows(
+                    sql.log_snapshot(dialect, SCHEMA),
+                    [identity.snapshot_id, identity.snapshot_date, snapshot.fetched_at, identity.run_id,
+                     identity.destination, identity.destination_id, table, written],
+                )  # fmt: skip
             return True
         finally:
             snapshot.discard()
@@ -203,6 +224,7 @@ class WarehouseSession:
         views, each after the views it reads."""
         for source in view.sources:
             self._rows(sql.create_table(self._dialect, SCHEMA, source.table, source.columns))
+        self._rows(sql.create_table(self._dialect, SCHEMA, SNAPSHOT_LOG, SNAPSHOT_LOG_COLUMNS))
         for name in (n for n in VIEW_NAMES if n in names):
             self._rows(sql.create_view(self._dialect, SCHEMA, name, view))
 
@@ -235,7 +257,7 @@ class WarehouseSession:
             totals=[
                 DailyTotal(str(t), str(i), on, int(n), int(sized), _int_or_none(total))
                 for t, i, on, n, sized, total in self._rows(
-                    sql.daily_totals(d, SCHEMA), [day - dt.timedelta(days=history_days - 1), day]
+                    sql.daily_totals(d, SCHEMA), [day - dt.timedelta(days=history_days - 1), day] * 2
                 )
             ],
         )
@@ -249,10 +271,16 @@ class WarehouseSession:
     ) -> SnapshotTotals:
         statement = sql.snapshot_totals(self._dialect, SCHEMA, source)
         audiences, sized, total, fetched_at = self._rows(statement, [snapshot_date, snapshot_id])[0]
-        if not audiences:
-            if fetched_at_if_empty is None:
+        if not audiences:  # a snapshot of accounts with no audience leaves no row, only its log row
+            logged = self._table_exists(SNAPSHOT_LOG) and self._rows(
+                sql.logged_snapshot(self._dialect, SCHEMA), [snapshot_date, snapshot_id]
+            )
+            if logged:
+                fetched_at = logged[0][0]
+            elif fetched_at_if_empty is not None:
+                fetched_at = fetched_at_if_empty
+            else:
                 raise LookupError(f"snapshot {snapshot_id} of {snapshot_date} is not in {source.table}")
-            fetched_at = fetched_at_if_empty  # a snapshot of accounts with no audience leaves no row
         return SnapshotTotals(
             snapshot_date, snapshot_id, fetched_at, int(audiences), int(sized), _int_or_none(total)
         )

@@ -15,6 +15,8 @@ from audit_assets.columns import Column, ColumnType, checked_identifier
 from audit_assets.views import (
     CHANGE_COLUMNS,
     CHANGES_NAME,
+    SNAPSHOT_LOG,
+    SNAPSHOT_LOG_COLUMNS,
     V1_COLUMNS,
     V1_NAME,
     V2_COLUMNS,
@@ -185,12 +187,19 @@ def _empty_select(dialect: Dialect, columns: tuple[Column, ...]) -> str:
     return f"SELECT {items}\nWHERE FALSE"
 
 
-def _last_snapshots(v2: str, where: str = "") -> str:
+def _last_snapshots(dialect: Dialect, schema: str, where: str = "") -> str:
     """CTEs ending in ``last_of_day``: each destination's last snapshot of each date (the last fetched;
-    the id breaks a tie), of the dates ``where`` keeps."""
+    the id breaks a tie), of the dates ``where`` keeps. Snapshots come from the audience rows and from
+    the snapshot log, which alone knows a snapshot without audiences (and the rows alone know snapshots
+    taken before the log existed)."""
+    v2, log = qualified(schema, V2_NAME), qualified(schema, SNAPSHOT_LOG)
     return f"""snapshots AS (
   SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id, max(ht_fetched_at) AS fetched_at
-  FROM {v2} {where} GROUP BY ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id
+  FROM (SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id, ht_fetched_at FROM {v2} {where}
+        UNION ALL
+        SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id, ht_fetched_at FROM {log} {where}
+       ) AS taken
+  GROUP BY ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id
 ), last_of_day AS (
   SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id FROM (
     SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id,
@@ -232,7 +241,7 @@ def _changes(dialect: Dialect, schema: str, days_kept: str = "") -> str:
   FROM days AS d JOIN {v2} AS v
     ON v.ht_destination = d.ht_destination AND v.ht_destination_id = d.ht_destination_id
    AND v.ht_snapshot_date = d.{date} AND v.ht_snapshot_id = d.{snapshot}"""
-    return f"""WITH {_last_snapshots(v2)}, days AS (
+    return f"""WITH {_last_snapshots(dialect, schema)}, days AS (
   SELECT * FROM (
     SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id,
            LAG(ht_snapshot_date) OVER (PARTITION BY ht_destination, ht_destination_id ORDER BY ht_snapshot_date)
@@ -415,14 +424,31 @@ def change_list(dialect: Dialect, which: str, limit: int) -> str:
 
 def daily_totals(dialect: Dialect, schema: str) -> str:
     """(destination, id, day, audiences, audiences with a size, total size) of each destination's last
-    snapshot of each day in a range; binds (first day, last day)."""
+    snapshot of each day in a range (a snapshot without audiences counts 0); binds (first, last) twice."""
     v2, p = qualified(schema, V2_NAME), dialect.param
     return (
-        f"WITH {_last_snapshots(v2, f'WHERE ht_snapshot_date BETWEEN {p} AND {p}')}\n"
-        "SELECT v.ht_destination, v.ht_destination_id, v.ht_snapshot_date, count(*), count(v.audience_size), "
-        f"sum(v.audience_size)\nFROM {v2} AS v JOIN last_of_day AS l ON v.ht_destination = l.ht_destination "
+        f"WITH {_last_snapshots(dialect, schema, f'WHERE ht_snapshot_date BETWEEN {p} AND {p}')}\n"
+        "SELECT l.ht_destination, l.ht_destination_id, l.ht_snapshot_date, count(v.audience_id), "
+        "count(v.audience_size), CASE WHEN count(v.audience_id) = 0 THEN 0 ELSE sum(v.audience_size) END\n"
+        f"FROM last_of_day AS l LEFT JOIN {v2} AS v ON v.ht_destination = l.ht_destination "
         "AND v.ht_destination_id = l.ht_destination_id AND v.ht_snapshot_date = l.ht_snapshot_date "
         "AND v.ht_snapshot_id = l.ht_snapshot_id\n"
-        "GROUP BY v.ht_destination, v.ht_destination_id, v.ht_snapshot_date "
-        "ORDER BY v.ht_destination, v.ht_destination_id, v.ht_snapshot_date"
+        "GROUP BY l.ht_destination, l.ht_destination_id, l.ht_snapshot_date "
+        "ORDER BY l.ht_destination, l.ht_destination_id, l.ht_snapshot_date"
+    )
+
+
+def log_snapshot(dialect: Dialect, schema: str) -> str:
+    """The snapshot log's row of one snapshot; binds SNAPSHOT_LOG_COLUMNS in order."""
+    names = ", ".join(checked_identifier(c.name) for c in SNAPSHOT_LOG_COLUMNS)
+    params = ", ".join(dialect.param for _ in SNAPSHOT_LOG_COLUMNS)
+    return f"INSERT INTO {qualified(schema, SNAPSHOT_LOG)} ({names}) VALUES ({params})"  # noqa: S608
+
+
+def logged_snapshot(dialect: Dialect, schema: str) -> str:
+    """The log's (fetched_at, audiences) of one snapshot; binds (date, id)."""
+    p = dialect.param
+    return (
+        f"SELECT ht_fetched_at, audiences FROM {qualified(schema, SNAPSHOT_LOG)} "  # noqa: S608
+        f"WHERE ht_snapshot_date = {p} AND ht_snapshot_id = {p}"
     )
