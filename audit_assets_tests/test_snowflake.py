@@ -278,6 +278,8 @@ def test_v2_and_the_change_view_in_snowflake_agree_with_the_sandbox(
         for k, e in expected_changes().items()
     }
     assert {(r[0], r[1]): tuple(r[2:]) for r in rows} == expected
+    logged = query("SELECT ht_snapshot_date, audiences FROM HIGHTOUCH_AUDIT.SNAPSHOT_LOG ORDER BY 1")
+    assert logged == [(YESTERDAY, 13), (TODAY, 13)]
     v2 = query(
         "SELECT audience_type, audience_status, count(*) FROM HIGHTOUCH_AUDIT.EXTERNAL_AUDIENCES_METADATA_V2 "
         "GROUP BY 1, 2 ORDER BY 1, 2"
