@@ -174,7 +174,7 @@ def build_change_report_asset(config: AuditConfig, warehouse: str) -> dg.AssetsD
     )
     def change_report(
         context: dg.AssetExecutionContext,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckResult]:
         store: AuditWarehouse = getattr(context.resources, store_key)
         reports: list[ChangeReport] = []
         try:
