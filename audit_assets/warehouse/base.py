@@ -198,9 +198,7 @@ class WarehouseSession:
             self._rows(sql.create_table(dialect, SCHEMA, SNAPSHOT_LOG, SNAPSHOT_LOG_COLUMNS))
             staged = warehouse.stage(self._connection, table, snapshot)
             with warehouse.transaction(self._connection):
-                if self._rows(sql.logged_snapshot(dialect, SCHEMA), key) or self._scalar(
-                    sql.count_snapshot(dialect, SCHEMA, table), key
-                ):
+                if self.is_committed(table, snapshot.identity):  # inside the transaction: no race
                     return False
                 warehouse.insert(self._connection, table, snapshot, staged)
                 written = self._scalar(sql.count_snapshot(dialect, SCHEMA, table), key)
