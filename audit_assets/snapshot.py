@@ -39,7 +39,11 @@ from audit_assets.platforms.base import (
 )
 from audit_assets.rows import arrow_schema, coerce, json_column, typed_column
 
-DEFAULT_CHUNK_ROWS = 10_000  # audiences per Parquet row group
+DEFAULT_CHUNK_ROWS = 10_000  # audiences per Parquet row group, at most
+# Bytes per Parquet row group (uncompressed), at most. A warehouse reads a row group whole, DuckDB
+# holding a few times its size per thread: 10,000 audiences of 10 KB made 100 MB row groups, past
+# DuckDB's memory limit, where rows of a Meta snapshot (~1.2 KB each) make 12 MB.
+ROW_GROUP_BYTES = 4 * 2**20
 TYPE_EVERY_ROWS = 1_000  # audiences typed at once (see _Typer)
 PROGRESS_EVERY_SECONDS = 5.0  # an account's progress is logged at most this often
 
@@ -241,7 +245,7 @@ class _Typer:
 
 
 class _Spooler:
-    """Writes typed batches to Parquet, in row groups of ``chunk_rows`` audiences."""
+    """Writes typed batches to Parquet, in row groups of ``chunk_rows`` audiences or ROW_GROUP_BYTES."""
 
     def __init__(self, path: Path, columns: tuple[Column, ...], chunk_rows: int) -> None:
         self.schema = arrow_schema(columns)
@@ -252,21 +256,26 @@ class _Spooler:
         )
         self._chunk_rows = chunk_rows
         self._pending: list[pa.RecordBatch] = []
-        self._pending_rows = 0
+        self._pending_rows = self._pending_bytes = 0
         self.rows = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
+        if self._pending and self._pending_bytes + batch.nbytes > ROW_GROUP_BYTES:
+            self.flush()
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
         if self._pending_rows >= self._chunk_rows:
             self.flush()
 
     def flush(self) -> None:
         if self._pending_rows:
             table = pa.Table.from_batches(self._pending, schema=self.schema)
-            self._writer.write_table(table, row_group_size=self._chunk_rows)
+            # One batch alone may hold more than ROW_GROUP_BYTES (audiences of several KB each).
+            by_bytes = self._pending_rows * ROW_GROUP_BYTES // max(self._pending_bytes, 1)
+            self._writer.write_table(table, row_group_size=max(1, min(self._chunk_rows, by_bytes)))
             self.rows += self._pending_rows
-        self._pending, self._pending_rows = [], 0
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
 
     def close(self) -> None:
         self.flush()
