@@ -10,9 +10,18 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from audit_assets.snapshot import Snapshot
+from audit_assets.platforms import meta
+from audit_assets.sandbox.meta import MetaGraphSandbox
+from audit_assets.sandbox.world import SandboxAccount
+from audit_assets.snapshot import Snapshot, SnapshotIdentity
+from audit_assets.warehouse.duckdb import DuckDbAuditWarehouse
 from audit_assets_tests.platform_harness import (
+    DEMO_DAY,
+    DEMO_LOG,
     DEMO_TABLE,
+    META_DEMO_CREDENTIALS,
+    PlatformClients,
+    SnapshotRig,
     demo_meta_snapshot,
     write_duckdb,
 )
@@ -83,7 +92,6 @@ def test_ht_raw_is_stored_with_zstd_and_reads_back_whole(tmp_path: Path) -> None
 
 def test_a_column_a_later_release_types_is_added_and_older_rows_keep_null(tmp_path: Path) -> None:
     """A table written before ``time_updated`` was typed gets the column; nothing is removed or rewritten."""
-    from audit_assets.platforms import meta
     from audit_assets.warehouse import sql
     from audit_assets.warehouse.duckdb import DUCKDB
 
@@ -104,6 +112,45 @@ def test_a_column_a_later_release_types_is_added_and_older_rows_keep_null(tmp_pa
     assert rows[0] == ("old", None, None)  # "old" sorts first
     new = rows[1:]
     assert len(new) == 13 and all(typed == raw and typed is not None for _, typed, raw in new)
+
+
+def test_audiences_of_10_kb_each_are_appended_within_the_memory_limit(tmp_path: Path) -> None:
+    """A warehouse reads a spool's row group whole: 6,000 audiences of 10 KB in row groups of 10,000
+    audiences needed more than DuckDB's 96 MB (it failed out of memory); bounded in bytes, they land."""
+    notes = "targeting rule; " * 640  # 10,240 characters: a platform field we do not type, kept in ht_raw
+    account = SandboxAccount("1000000001", "Sandbox Wide", audiences=6000)
+    rig = SnapshotRig(
+        meta.PLATFORM,
+        SnapshotIdentity("wide", DEMO_DAY, "run-1", "meta", "wide"),
+        DEMO_LOG,
+        table="meta_wide",
+    )
+    with PlatformClients() as clients:
+        harness = clients.connect(
+            meta.PLATFORM,
+            MetaGraphSandbox([account], new_fields={"targeting_notes": notes}),
+            log=DEMO_LOG,
+            base_url="https://meta.sandbox.invalid",
+            credentials=META_DEMO_CREDENTIALS,
+            page_size=500,
+        )
+        snapshot = rig.take(harness)
+    rig.write(tmp_path / "wide.duckdb", snapshot)
+
+    rows = rig.query(
+        tmp_path / "wide.duckdb",
+        "SELECT count(*), count(DISTINCT id), min(ht_raw->>'targeting_notes'), max(ht_raw->>'targeting_notes') "
+        "FROM hightouch_audit.meta_wide",
+    )
+    assert rows == [(6000, 6000, notes, notes)]
+
+
+def test_the_warehouse_works_on_one_thread_whatever_the_machine(tmp_path: Path) -> None:
+    """Each DuckDB thread that appends holds its own buffers: on a machine of four cores or more, 200k
+    Meta audiences ran out of the 96 MB limit. One thread keeps the memory a snapshot needs the same
+    on every machine."""
+    with DuckDbAuditWarehouse(database=str(tmp_path / "t.duckdb")).connect() as conn:
+        assert conn.execute("SELECT current_setting('threads')").fetchall() == [(1,)]
 
 
 WRITER = """
