@@ -44,6 +44,8 @@ DEFAULT_CHUNK_ROWS = 10_000  # audiences per Parquet row group, at most
 # holding a few times its size per thread: 10,000 audiences of 10 KB made 100 MB row groups, past
 # DuckDB's memory limit, where rows of a Meta snapshot (~1.2 KB each) make 12 MB.
 ROW_GROUP_BYTES = 4 * 2**20
+# Bytes (uncompressed) a warehouse reads back from the spool at once, at most (see Snapshot.batches).
+LOAD_BATCH_BYTES = 16 * 2**20
 TYPE_EVERY_ROWS = 1_000  # audiences typed at once (see _Typer)
 PROGRESS_EVERY_SECONDS = 5.0  # an account's progress is logged at most this often
 
@@ -130,12 +132,21 @@ class Snapshot:
     accounts_left_out: dict[str, str] = field(default_factory=dict)  # account id -> why it is not in
     _spool: Spool | None = field(default=None, repr=False)
 
-    def batches(self, batch_rows: int = DEFAULT_CHUNK_ROWS) -> pa.RecordBatchReader:
-        """Stream the spooled rows back in bounded batches."""
+    def batches(self, max_bytes: int = LOAD_BATCH_BYTES) -> Iterator[pa.Table]:
+        """The spooled rows in runs of whole row groups of at most ``max_bytes`` (uncompressed) each, or
+        one row group: what a warehouse loading them holds at once, however wide the audiences."""
         parquet = pq.ParquetFile(self.path)
-        return pa.RecordBatchReader.from_batches(
-            parquet.schema_arrow, parquet.iter_batches(batch_size=batch_rows)
-        )
+        run: list[int] = []
+        run_bytes = 0
+        for index in range(parquet.num_row_groups):
+            group_bytes = parquet.metadata.row_group(index).total_byte_size
+            if run and run_bytes + group_bytes > max_bytes:
+                yield parquet.read_row_groups(run)
+                run, run_bytes = [], 0
+            run.append(index)
+            run_bytes += group_bytes
+        if run:
+            yield parquet.read_row_groups(run)
 
     def discard(self) -> None:
         if self._spool is not None:

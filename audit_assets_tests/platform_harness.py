@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import httpx
+import pyarrow as pa
 
 from audit_assets.platforms import meta
 from audit_assets.platforms.base import AdAccount, AudienceClient, AuthContext, ClientSettings, Platform
@@ -29,7 +30,7 @@ from audit_assets.sandbox.meta import DEMO_CREDENTIALS as META_DEMO_CREDENTIALS
 from audit_assets.sandbox.meta import MetaGraphSandbox
 from audit_assets.sandbox.transport import SandboxTransport
 from audit_assets.sandbox.world import Emulator, SandboxAccount
-from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
+from audit_assets.snapshot import LOAD_BATCH_BYTES, Snapshot, SnapshotIdentity, take_snapshot
 from audit_assets.views import ViewDefinition, ViewSource
 from audit_assets.warehouse import sql
 from audit_assets.warehouse.duckdb import DUCKDB, DuckDbAuditWarehouse
@@ -135,6 +136,11 @@ def listed(client: AudienceClient, account: SandboxAccount) -> list[dict[str, An
 # --- snapshots, the warehouse and the v1 view ---------------------------------------------------------------
 
 
+def spooled(snapshot: Snapshot, max_bytes: int = LOAD_BATCH_BYTES) -> pa.Table:
+    """Every row of a snapshot's spool, read back in the batches a warehouse loads."""
+    return pa.concat_tables(snapshot.batches(max_bytes))
+
+
 def write_duckdb(db: Path, snapshot: Snapshot, table: str) -> bool:
     """Append a snapshot with the real DuckDB warehouse, as the snapshot asset does."""
     with DuckDbAuditWarehouse(database=str(db)).session() as session:
@@ -213,5 +219,29 @@ def demo_meta_snapshot(snapshot_id: str = "snap-1") -> Snapshot:
             base_url="https://meta.sandbox.invalid",
             credentials=META_DEMO_CREDENTIALS,
             page_size=3,
+        )
+        return rig.take(harness)
+
+
+WIDE_NOTES = "targeting rule; " * 2560  # 40,960 characters: a platform field we do not type, kept in ht_raw
+WIDE_TABLE = "meta_wide_audiences"
+
+
+def wide_meta_snapshot(audiences: int = 2500) -> Snapshot:
+    """A real Meta snapshot of audiences of 40 KB each (one long field the platform added): ~100 MB."""
+    rig = SnapshotRig(
+        meta.PLATFORM, SnapshotIdentity("wide", DEMO_DAY, "run-1", "meta", "wide"), DEMO_LOG, table=WIDE_TABLE
+    )
+    with PlatformClients() as clients:
+        harness = clients.connect(
+            meta.PLATFORM,
+            MetaGraphSandbox(
+                [SandboxAccount("1000000001", "Sandbox Wide", audiences=audiences)],
+                new_fields={"targeting_notes": WIDE_NOTES},
+            ),
+            log=DEMO_LOG,
+            base_url="https://meta.sandbox.invalid",
+            credentials=META_DEMO_CREDENTIALS,
+            page_size=500,
         )
         return rig.take(harness)

@@ -41,7 +41,7 @@ from audit_assets_tests.client_contracts import (
     Rewritten,
 )
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import Harness, PlatformClients, active_accounts, listed
+from audit_assets_tests.platform_harness import Harness, PlatformClients, active_accounts, listed, spooled
 
 ALL = pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.slug)
 REFRESHING = pytest.mark.parametrize("contract", [c for c in CONTRACTS if c.oauth], ids=lambda c: c.slug)
@@ -422,7 +422,7 @@ def test_a_token_that_dies_mid_snapshot_is_refreshed_and_nothing_is_lost(
 
     snapshot = contract.snapshots().take(harness)
     try:
-        rows = snapshot.batches().read_all().to_pylist()
+        rows = spooled(snapshot).to_pylist()
     finally:
         snapshot.discard()
 

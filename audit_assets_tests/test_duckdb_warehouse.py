@@ -10,19 +10,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from audit_assets.platforms import meta
-from audit_assets.sandbox.meta import MetaGraphSandbox
-from audit_assets.sandbox.world import SandboxAccount
-from audit_assets.snapshot import Snapshot, SnapshotIdentity
+from audit_assets.snapshot import Snapshot
 from audit_assets.warehouse.duckdb import DuckDbAuditWarehouse
 from audit_assets_tests.platform_harness import (
-    DEMO_DAY,
-    DEMO_LOG,
     DEMO_TABLE,
-    META_DEMO_CREDENTIALS,
-    PlatformClients,
-    SnapshotRig,
+    WIDE_NOTES,
+    WIDE_TABLE,
     demo_meta_snapshot,
+    query,
+    wide_meta_snapshot,
     write_duckdb,
 )
 
@@ -92,6 +88,7 @@ def test_ht_raw_is_stored_with_zstd_and_reads_back_whole(tmp_path: Path) -> None
 
 def test_a_column_a_later_release_types_is_added_and_older_rows_keep_null(tmp_path: Path) -> None:
     """A table written before ``time_updated`` was typed gets the column; nothing is removed or rewritten."""
+    from audit_assets.platforms import meta
     from audit_assets.warehouse import sql
     from audit_assets.warehouse.duckdb import DUCKDB
 
@@ -118,32 +115,15 @@ def test_audiences_of_40_kb_each_are_appended_within_the_memory_limit(tmp_path: 
     """A warehouse reads a spool's row group whole, and DuckDB holds a few times its size: in row groups
     of 10,000 audiences (or of one typed run, 1,000), 2,500 audiences of 40 KB ran out of DuckDB's 96 MB.
     Row groups bounded in bytes let them land."""
-    notes = "targeting rule; " * 2560  # 40,960 characters: a platform field we do not type, kept in ht_raw
-    account = SandboxAccount("1000000001", "Sandbox Wide", audiences=2500)
-    rig = SnapshotRig(
-        meta.PLATFORM,
-        SnapshotIdentity("wide", DEMO_DAY, "run-1", "meta", "wide"),
-        DEMO_LOG,
-        table="meta_wide",
-    )
-    with PlatformClients() as clients:
-        harness = clients.connect(
-            meta.PLATFORM,
-            MetaGraphSandbox([account], new_fields={"targeting_notes": notes}),
-            log=DEMO_LOG,
-            base_url="https://meta.sandbox.invalid",
-            credentials=META_DEMO_CREDENTIALS,
-            page_size=500,
-        )
-        snapshot = rig.take(harness)
-    rig.write(tmp_path / "wide.duckdb", snapshot)
+    db = tmp_path / "wide.duckdb"
+    write_duckdb(db, wide_meta_snapshot(), WIDE_TABLE)
 
-    rows = rig.query(
-        tmp_path / "wide.duckdb",
+    rows = query(
+        db,
         "SELECT count(*), count(DISTINCT id), min(ht_raw->>'targeting_notes'), max(ht_raw->>'targeting_notes') "
-        "FROM hightouch_audit.meta_wide",
+        f"FROM hightouch_audit.{WIDE_TABLE}",
     )
-    assert rows == [(2500, 2500, notes, notes)]
+    assert rows == [(2500, 2500, WIDE_NOTES, WIDE_NOTES)]
 
 
 def test_the_warehouse_works_on_one_thread_whatever_the_machine(tmp_path: Path) -> None:

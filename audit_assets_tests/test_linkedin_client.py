@@ -28,7 +28,7 @@ from audit_assets.sandbox.linkedin import LinkedInMarketingSandbox, segment_id_o
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets_tests.client_contracts import contract_of
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import Connect, PlatformClients, active_accounts, listed
+from audit_assets_tests.platform_harness import Connect, PlatformClients, active_accounts, listed, spooled
 
 LINKEDIN = contract_of("linkedin")
 sandbox = LINKEDIN.emulator  # RETAIL, TRAVEL and CLOSED with fixed clocks; ``cls`` for a changed LinkedIn
@@ -222,7 +222,7 @@ def test_a_rotated_refresh_token_is_the_one_used_next(connect: Connect, spool_ro
 
     snapshot = SNAPSHOTS.take(harness)
     try:
-        rows = snapshot.batches().read_all().to_pylist()
+        rows = spooled(snapshot).to_pylist()
     finally:
         snapshot.discard()
 

@@ -24,7 +24,7 @@ from audit_assets.sandbox.meta import MetaGraphSandbox
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets_tests.client_contracts import FETCHED_AT, contract_of
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import Connect, PlatformClients, active_accounts, listed
+from audit_assets_tests.platform_harness import Connect, PlatformClients, active_accounts, listed, spooled
 
 META = contract_of("meta")
 TOKEN = META.credentials["access_token"]
@@ -203,7 +203,7 @@ def test_unknown_field_is_kept_and_reported_as_drift(connect: Connect, spool_roo
     snapshot = SNAPSHOTS.take(connect(sandbox((RETAIL,), cls=NewFieldGraph)))
     try:
         assert snapshot.drift_fields == frozenset({"audience_quality_score"})
-        rows = snapshot.batches().read_all().to_pylist()
+        rows = spooled(snapshot).to_pylist()
         assert len(rows) == RETAIL.audiences
         assert all(json.loads(r["ht_raw"])["audience_quality_score"] == {"score": 7} for r in rows)
         assert "audience_quality_score" not in rows[0]
@@ -220,7 +220,7 @@ def test_spooled_rows_hold_the_audience_as_returned(connect: Connect, spool_root
 
     snapshot = SNAPSHOTS.take(connect(emulator), sync_ids={sync_audience: "90210"}, chunk_rows=3)
     try:
-        table = snapshot.batches(batch_rows=4).read_all()
+        table = spooled(snapshot, max_bytes=1)  # each row group a batch of its own
         assert table.column_names == [c.name for c in snapshot.columns]
         rows = table.to_pylist()
         assert len(rows) == snapshot.row_count == len(as_listed)
@@ -261,7 +261,7 @@ def test_raw_keeps_nulls_and_non_ascii_exactly(connect: Connect, spool_root: Pat
 
     snapshot = SNAPSHOTS.take(connect(sandbox((TRAVEL,), cls=NullsGraph)))
     try:
-        rows = snapshot.batches().read_all().to_pylist()
+        rows = spooled(snapshot).to_pylist()
         assert len(rows) == TRAVEL.audiences
         for row in rows:
             raw = json.loads(row["ht_raw"])

@@ -23,7 +23,7 @@ from audit_assets.sandbox.world import SandboxAccount
 from audit_assets.sandbox_hosts import sandbox_host
 from audit_assets_tests.client_contracts import contract_of
 from audit_assets_tests.conftest import CLOSED, RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import Connect, PlatformClients, active_accounts, listed
+from audit_assets_tests.platform_harness import Connect, PlatformClients, active_accounts, listed, spooled
 
 SNAPCHAT = contract_of("snapchat")
 BIG = SandboxAccount("3000000001", "Big", audiences=120)
@@ -241,7 +241,7 @@ def test_spooled_rows_hold_the_segment_as_returned(connect: Connect, spool_root:
     rig = SNAPCHAT.snapshots(sync_ids={segment_id_of(RETAIL.id, 1): "90210"}, chunk_rows=4)
     snapshot = rig.take(connect(emulator))
     try:
-        rows = snapshot.batches().read_all().to_pylist()
+        rows = spooled(snapshot).to_pylist()
         by_id = {s["id"]: (a.id, s) for a in (RETAIL, TRAVEL) for s in emulator.segments(a)}
         assert len(rows) == snapshot.row_count == len(by_id) == 13
         for row in rows:

@@ -19,7 +19,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from audit_assets_tests.conftest import Workspace, failure_messages, sandbox_meta
-from audit_assets_tests.platform_harness import DEMO_TABLE, demo_meta_snapshot
+from audit_assets_tests.platform_harness import (
+    DEMO_TABLE,
+    WIDE_NOTES,
+    WIDE_TABLE,
+    demo_meta_snapshot,
+    wide_meta_snapshot,
+)
 
 SF_ENV = {"SF_ACCOUNT": "acme-xy12345", "SF_USER": "AUDIT_LOADER", "SF_PASSWORD": "sf-password-value-19"}
 
@@ -142,6 +148,39 @@ def test_a_failure_during_the_load_leaves_no_row_of_that_snapshot(statements: li
     assert query("SELECT ht_snapshot_id, count(*) FROM HIGHTOUCH_AUDIT.META_IO_AUDIENCES GROUP BY 1") == [
         ("snap-1", 13)
     ]
+
+
+def test_wide_audiences_reach_snowflake_in_batches_of_at_most_16_mib(
+    statements: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staging load holds one batch at a time: 2,500 audiences of 40 KB (~100 MB) were one
+    batch of every row (10,000 audiences at a time), now batches of whole row groups up to 16 MiB."""
+    from snowflake.connector import pandas_tools
+
+    from audit_assets.warehouse.snowflake import SnowflakeAuditWarehouse
+
+    batch_rows: list[int] = []
+    fake_write_pandas = pandas_tools.write_pandas
+
+    def recording(connection: Any, frame: Any, *args: Any, **kwargs: Any) -> Any:
+        batch_rows.append(len(frame))
+        return fake_write_pandas(connection, frame, *args, **kwargs)
+
+    monkeypatch.setattr(pandas_tools, "write_pandas", recording)
+    warehouse = SnowflakeAuditWarehouse(
+        name="prod", database="ANALYTICS", settings={"account": "x", "user": "u"},
+        secret_env={"password": "SF_PASSWORD"},
+    )  # fmt: skip
+    with warehouse.session() as session:
+        session.append(WIDE_TABLE, wide_meta_snapshot())
+
+    audience_bytes = len(WIDE_NOTES)  # each audience's JSON is a little more than its notes
+    assert sum(batch_rows) == 2500 and max(batch_rows) * audience_bytes <= 16 * 2**20, batch_rows
+    rows = query(
+        "SELECT count(*), count(DISTINCT id), min(ht_raw:targeting_notes::VARCHAR), "
+        f"max(ht_raw:targeting_notes::VARCHAR) FROM HIGHTOUCH_AUDIT.{WIDE_TABLE.upper()}"
+    )
+    assert rows == [(2500, 2500, WIDE_NOTES, WIDE_NOTES)]
 
 
 # --- key-pair authentication ----------------------------------------------------------------------------

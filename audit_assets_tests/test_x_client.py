@@ -24,7 +24,7 @@ from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets.sandbox.x import XAdsSandbox
 from audit_assets_tests.client_contracts import contract_of
 from audit_assets_tests.conftest import RETAIL, TRAVEL
-from audit_assets_tests.platform_harness import Connect, PlatformClients, active_accounts, listed
+from audit_assets_tests.platform_harness import Connect, PlatformClients, active_accounts, listed, spooled
 
 X = contract_of("x")
 KEYS = X.credentials
@@ -239,7 +239,7 @@ def test_snapshot_rows_hold_the_audience_as_returned(connect: Connect, spool_roo
     """Typed columns come from the API fields; lists are JSON; ht_raw is the object verbatim."""
     snapshot = X.snapshots().take(connect(sandbox((RETAIL,))))
     try:
-        rows = snapshot.batches().read_all().to_pylist()
+        rows = spooled(snapshot).to_pylist()
         assert snapshot.drift_fields == frozenset()
         assert [r["id"] for r in rows] == X.ids(RETAIL)
         for row in rows:
