@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import dagster as dg
 from dagster import OpExecutionContext
 
+from audit_assets.accounts import choose_accounts
 from audit_assets.catalog import HIGHTOUCH_RESOURCE_KEY, warehouse_key
 from audit_assets.config import AuditConfig, ConfigError, DestinationConfig, load_config
 from audit_assets.platforms.base import AuthError, PlatformError
 from audit_assets.resources import HightouchResource, PlatformConnection, build_resources, connection_for
 from audit_assets.secrets import SecretError
-from audit_assets.snapshot import choose_accounts
 from audit_assets.warehouse.base import AuditWarehouse
 
 JOB_NAME = "preflight"

@@ -6,6 +6,10 @@ These are the names other code and people depend on, so a change here should be 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -29,6 +33,23 @@ def test_packaged_default_definitions_load_and_validate(monkeypatch: pytest.Monk
     dg.Definitions.validate_loadable(defs)
     expected = {dg.AssetKey(["hightouch_audit", f"{slug}_sandbox_{slug}_audiences"]) for slug in PLATFORMS}
     assert set(defs.resolve_all_asset_keys()) == {*expected, VIEW_KEY, V2_KEY, CHANGES_KEY}
+
+
+def test_loading_the_definitions_loads_neither_pyarrow_nor_a_warehouse_driver(tmp_path: Path) -> None:
+    """A code server only loads the definitions: the snapshot's Parquet machinery and DuckDB (~0.15 s
+    and ~50 MB together) are loaded by the run that takes a snapshot."""
+    heavy = ("pyarrow", "numpy", "pandas", "duckdb", "snowflake.connector")
+    code = f"import sys, audit_assets.definitions; print([m for m in {heavy!r} if m in sys.modules])"
+    env = {k: v for k, v in os.environ.items() if k != "AUDIT_ASSETS_CONFIG"}  # the packaged default
+    loaded = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_destination_asset_spec(workspace: Workspace) -> None:

@@ -17,11 +17,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from audit_assets.snapshot import Snapshot, SnapshotIdentity
 from audit_assets.views import (
     CHANGE_KINDS,
     SCHEMA,
@@ -32,6 +31,11 @@ from audit_assets.views import (
     ViewSource,
 )
 from audit_assets.warehouse import sql
+
+if (
+    TYPE_CHECKING
+):  # a snapshot's Parquet machinery (pyarrow) is loaded when one is taken, not with the definitions
+    from audit_assets.snapshot import Snapshot, SnapshotIdentity
 
 
 @dataclass(frozen=True)

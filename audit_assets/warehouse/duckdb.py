@@ -10,15 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 from dagster._utils.backoff import backoff
 
 from audit_assets.columns import HT_RAW, ColumnType
-from audit_assets.snapshot import Snapshot
 from audit_assets.warehouse import sql
 from audit_assets.warehouse.base import SCHEMA, AuditWarehouse
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from audit_assets.snapshot import Snapshot
 
 MEMORY_LIMIT = "96MB"
 # DuckDB runs a statement on as many threads as the machine has cores, and each thread appending rows
@@ -55,6 +58,8 @@ class DuckDbAuditWarehouse(AuditWarehouse):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        import duckdb  # loaded when a connection is opened: the code server only loads the definitions
+
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         # Another process may hold the file's write lock for a moment: back off and retry (~100 s), as
         # dagster-duckdb does.
