@@ -58,8 +58,15 @@ def snapshot_metadata(report: SnapshotReport, fetch: FetchStats | None) -> dict[
         "audiences": totals.audiences,
         "audiences_with_size": totals.audiences_with_size,
         "audience_size_total": _int(totals.audience_size_total),
-        "audiences_new": _int(report.audiences_new),
-        "audiences_vanished": _int(report.audiences_vanished),
+    }
+    if report.previous is not None:  # a destination's first snapshot has nothing to compare with
+        metadata |= {
+            "audiences_new": _int(report.audiences_new),
+            "audiences_vanished": _int(report.audiences_vanished),
+            "previous_snapshot_id": report.previous.snapshot_id,
+            "previous_ht_fetched_at": dg.MetadataValue.timestamp(report.previous.fetched_at),
+        }
+    metadata |= {
         "ad_accounts_with_audiences": len(report.audiences_by_account),
         "ht_fetched_at": dg.MetadataValue.timestamp(totals.fetched_at),
         "snapshot_id": totals.snapshot_id,
@@ -75,9 +82,6 @@ def snapshot_metadata(report: SnapshotReport, fetch: FetchStats | None) -> dict[
         ),
         "audiences_by_ad_account": dg.MetadataValue.json(report.audiences_by_account),
     }
-    if report.previous is not None:
-        metadata["previous_snapshot_id"] = report.previous.snapshot_id
-        metadata["previous_ht_fetched_at"] = dg.MetadataValue.timestamp(report.previous.fetched_at)
     if fetch is not None:
         metadata |= {
             "api_requests": fetch.api_requests,

@@ -63,7 +63,8 @@ def test_each_materialization_shows_the_days_audiences_and_sizes(workspace: Work
     assert metadata["audience_size_total"] == sum(sizes)
     assert metadata["ad_accounts_with_audiences"] == 2
     assert metadata["audiences_by_ad_account"] == {"1000000001": 8, "1000000002": 5}
-    assert metadata["audiences_new"] is None and metadata["audiences_vanished"] is None  # no previous one
+    # The first snapshot has nothing to compare with: no comparison figures, rather than nulls in the UI.
+    assert not {"audiences_new", "audiences_vanished", "previous_snapshot_id"} & metadata.keys()
     largest = sorted(served, key=lambda r: (r[3] is None, -(r[3] or 0), r[1]))
     assert [tuple(r.data.values()) for r in metadata["largest_audiences"].records] == largest
     fetched = workspace.query(
@@ -81,12 +82,14 @@ def test_new_vanished_and_a_sharp_drop_are_reported_against_the_previous_snapsho
     third = [replace(RETAIL, audiences=2)]
     emulator, dest = meta_server(accounts=first)
     config = workspace.config([dest])
-    assert workspace.run(config).success
+    first_result = workspace.run(config)
+    assert first_result.success
 
     emulator.accounts = {a.id: a for a in second}
     result = workspace.run(config)
     metadata = metadata_of(result, SERVED_NODE)
     assert (metadata["audiences"], metadata["audiences_new"], metadata["audiences_vanished"]) == (14, 2, 1)
+    assert metadata["previous_snapshot_id"] == metadata_of(first_result, SERVED_NODE)["snapshot_id"]
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     expected_fall = fall_percent(served_audiences(first, today), served_audiences(second, today))
     assert checks[SHARP_DROP_CHECK].passed == (expected_fall <= 50)
