@@ -30,7 +30,8 @@ from audit_assets.sandbox.meta import DEMO_CREDENTIALS as META_DEMO_CREDENTIALS
 from audit_assets.sandbox.meta import MetaGraphSandbox
 from audit_assets.sandbox.transport import SandboxTransport
 from audit_assets.sandbox.world import Emulator, SandboxAccount
-from audit_assets.snapshot import LOAD_BATCH_BYTES, Snapshot, SnapshotIdentity, take_snapshot
+from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
+from audit_assets.spool import LOAD_BATCH_BYTES
 from audit_assets.views import ViewDefinition, ViewSource
 from audit_assets.warehouse import sql
 from audit_assets.warehouse.duckdb import DUCKDB, DuckDbAuditWarehouse

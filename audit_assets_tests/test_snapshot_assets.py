@@ -270,10 +270,10 @@ def test_a_spool_orphaned_by_a_killed_process_is_removed_by_a_later_snapshot(spo
     import subprocess
     import sys
 
-    from audit_assets.snapshot import SPOOL_PREFIX, Spool, remove_orphaned_spools
+    from audit_assets.spool import SPOOL_PREFIX, Spool, remove_orphaned_spools
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "from audit_assets.snapshot import Spool; import sys, time; "
+        [sys.executable, "-c", "from audit_assets.spool import Spool; import sys, time; "
          "s = Spool(); print(s.path, flush=True); time.sleep(120)"],
         env={**os.environ, "TMPDIR": str(spool_root)},
         stdout=subprocess.PIPE,
@@ -296,7 +296,7 @@ def test_a_spool_being_created_is_never_taken_for_an_orphan(spool_root) -> None:
     """Another snapshot's cleanup may run while a spool's folder exists but its lock file does not yet."""
     import time
 
-    from audit_assets.snapshot import SPOOL_PREFIX, remove_orphaned_spools
+    from audit_assets.spool import SPOOL_PREFIX, remove_orphaned_spools
 
     being_created = spool_root / f"{SPOOL_PREFIX}new"
     being_created.mkdir()  # mkdtemp has run, the lock is not in place yet
