@@ -32,9 +32,8 @@ from audit_assets.views import (
 )
 from audit_assets.warehouse import sql
 
-if (
-    TYPE_CHECKING
-):  # a snapshot's Parquet machinery (pyarrow) is loaded when one is taken, not with the definitions
+# A snapshot's Parquet machinery (pyarrow) is loaded when one is taken, not with the definitions.
+if TYPE_CHECKING:
     from audit_assets.snapshot import Snapshot, SnapshotIdentity
 
 
