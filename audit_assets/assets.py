@@ -149,11 +149,7 @@ def build_destination_asset(
                 # Every write also refreshes the view, so it is current whatever else fails in the run.
                 session.replace_views(view_definition(config, warehouse))
                 report = session.snapshot_report(
-                    source,
-                    identity.snapshot_date,
-                    identity.snapshot_id,
-                    LARGEST_SHOWN,
-                    fetched_at_if_empty=snapshot.fetched_at if fetch is not None else None,
+                    source, identity.snapshot_date, identity.snapshot_id, LARGEST_SHOWN
                 )
         finally:
             if fetch is not None:

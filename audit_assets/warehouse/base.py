@@ -175,12 +175,19 @@ class WarehouseSession:
         """Whether this snapshot is already written (a retried or re-executed step): in the snapshot log,
         or, for one written before the log existed, by its rows."""
         key = [identity.snapshot_date, identity.snapshot_id]
-        if self._table_exists(SNAPSHOT_LOG) and self._rows(sql.logged_snapshot(self._dialect, SCHEMA), key):
+        if self._logged_fetched_at(identity.snapshot_date, identity.snapshot_id) is not None:
             return True
         return (
             self._table_exists(table)
             and self._scalar(sql.count_snapshot(self._dialect, SCHEMA, table), key) > 0
         )
+
+    def _logged_fetched_at(self, snapshot_date: dt.date, snapshot_id: str) -> dt.datetime | None:
+        """When a snapshot was fetched, as the snapshot log says; None if it is not logged."""
+        if not self._table_exists(SNAPSHOT_LOG):
+            return None
+        rows = self._rows(sql.logged_snapshot(self._dialect, SCHEMA), [snapshot_date, snapshot_id])
+        return rows[0][0] if rows else None
 
     def latest_snapshot_of_day(self, table: str, day: dt.date) -> str | None:
         if not self._table_exists(table):
@@ -236,10 +243,10 @@ class WarehouseSession:
         d = self._dialect
         self._rows(sql.change_window(d, SCHEMA), [day])
         counts = dict.fromkeys(CHANGE_KINDS, 0)
-        counts.update({str(kind): int(n) for kind, n in self._rows(sql.change_counts(d), [day])})
+        counts.update({str(kind): int(n) for kind, n in self._rows(sql.change_counts())})
 
         def changes(which: str, *extra: Any) -> tuple[list[Change], int]:
-            rows = self._rows(sql.change_list(d, which, limit), [day, *extra])
+            rows = self._rows(sql.change_list(d, which, limit), list(extra))
             return [Change(*row[:-1]) for row in rows], int(rows[0][-1]) if rows else 0
 
         vanished, vanished_count = changes("vanished")
@@ -247,9 +254,7 @@ class WarehouseSession:
         return ChangeReport(
             snapshot_date=day,
             counts=counts,
-            compared=[
-                (str(t), str(i), before) for t, i, before in self._rows(sql.compared_destinations(d), [day])
-            ],
+            compared=[(str(t), str(i), before) for t, i, before in self._rows(sql.compared_destinations())],
             biggest=changes("biggest")[0],
             vanished=vanished,
             vanished_count=vanished_count,
@@ -263,24 +268,12 @@ class WarehouseSession:
             ],
         )
 
-    def _totals(
-        self,
-        source: ViewSource,
-        snapshot_date: dt.date,
-        snapshot_id: str,
-        fetched_at_if_empty: dt.datetime | None = None,
-    ) -> SnapshotTotals:
+    def _totals(self, source: ViewSource, snapshot_date: dt.date, snapshot_id: str) -> SnapshotTotals:
         statement = sql.snapshot_totals(self._dialect, SCHEMA, source)
         audiences, sized, total, fetched_at = self._rows(statement, [snapshot_date, snapshot_id])[0]
         if not audiences:  # a snapshot of accounts with no audience leaves no row, only its log row
-            logged = self._table_exists(SNAPSHOT_LOG) and self._rows(
-                sql.logged_snapshot(self._dialect, SCHEMA), [snapshot_date, snapshot_id]
-            )
-            if logged:
-                fetched_at = logged[0][0]
-            elif fetched_at_if_empty is not None:
-                fetched_at = fetched_at_if_empty
-            else:
+            fetched_at = self._logged_fetched_at(snapshot_date, snapshot_id)
+            if fetched_at is None:
                 raise LookupError(f"snapshot {snapshot_id} of {snapshot_date} is not in {source.table}")
         return SnapshotTotals(
             snapshot_date, snapshot_id, fetched_at, int(audiences), int(sized), _int_or_none(total)
@@ -292,16 +285,13 @@ class WarehouseSession:
         snapshot_date: dt.date,
         snapshot_id: str,
         largest: int,
-        *,
-        fetched_at_if_empty: dt.datetime | None = None,
     ) -> SnapshotReport:
         """What the table holds for one committed snapshot, compared with the snapshot fetched before it.
 
-        A snapshot without audiences writes no row; ``fetched_at_if_empty`` (the snapshot just taken)
-        then stands for it.
+        A snapshot without audiences writes no row; the snapshot log then says when it was fetched.
         """
         d, key = self._dialect, [snapshot_date, snapshot_id]
-        totals = self._totals(source, snapshot_date, snapshot_id, fetched_at_if_empty)
+        totals = self._totals(source, snapshot_date, snapshot_id)
         before = self._rows(sql.previous_snapshot(d, SCHEMA, source.table), [totals.fetched_at])
         previous = self._totals(source, before[0][0], before[0][1]) if before else None
         new = vanished = None

@@ -380,26 +380,23 @@ _CHANGE_FIELDS = (
 
 
 def change_window(dialect: Dialect, schema: str) -> str:
-    """Keep one day of the change view for the queries below; binds (day)."""
+    """Keep one day of the change view for the queries below, which read only that day; binds (day)."""
     return (
         f"CREATE OR REPLACE TEMPORARY TABLE {CHANGE_WINDOW} AS\n"
         f"{_changes(dialect, schema, f'WHERE ht_snapshot_date = {dialect.param}')}"
     )
 
 
-def change_counts(dialect: Dialect) -> str:
-    """(change_kind, audiences) of one day; binds (day)."""
-    return (
-        f"SELECT change_kind, count(*) FROM {CHANGE_WINDOW} WHERE snapshot_date = {dialect.param} "  # noqa: S608
-        "GROUP BY change_kind"
-    )
+def change_counts() -> str:
+    """(change_kind, audiences) of the window's day."""
+    return f"SELECT change_kind, count(*) FROM {CHANGE_WINDOW} GROUP BY change_kind"  # noqa: S608
 
 
-def compared_destinations(dialect: Dialect) -> str:
-    """(destination, destination id, previous snapshot date) compared on one day; binds (day)."""
+def compared_destinations() -> str:
+    """(destination, destination id, previous snapshot date) compared on the window's day."""
     return (
         "SELECT ht_destination, ht_destination_id, max(previous_snapshot_date) "  # noqa: S608
-        f"FROM {CHANGE_WINDOW} WHERE snapshot_date = {dialect.param} "
+        f"FROM {CHANGE_WINDOW} "
         "GROUP BY ht_destination, ht_destination_id ORDER BY ht_destination, ht_destination_id"
     )
 
@@ -413,11 +410,12 @@ CHANGE_LISTS = {
 
 
 def change_list(dialect: Dialect, which: str, limit: int) -> str:
-    """The first ``limit`` changes of one list on one day, each with the list's length; binds (day[, -pct])."""
+    """The first ``limit`` changes of one list on the window's day, each with the list's length; binds
+    ([-pct])."""
     condition, order = CHANGE_LISTS[which]
     return (
         f"SELECT {_CHANGE_FIELDS}, count(*) OVER () FROM {CHANGE_WINDOW} "  # noqa: S608
-        f"WHERE snapshot_date = {dialect.param} AND {condition.format(p=dialect.param)}\n"
+        f"WHERE {condition.format(p=dialect.param)}\n"
         f"ORDER BY {order}, ht_destination, ht_destination_id, ad_account_id, audience_id LIMIT {int(limit)}"
     )
 
@@ -446,9 +444,9 @@ def log_snapshot(dialect: Dialect, schema: str) -> str:
 
 
 def logged_snapshot(dialect: Dialect, schema: str) -> str:
-    """The log's (fetched_at, audiences) of one snapshot; binds (date, id)."""
+    """When one snapshot was fetched, as the log says; binds (date, id)."""
     p = dialect.param
     return (
-        f"SELECT ht_fetched_at, audiences FROM {qualified(schema, SNAPSHOT_LOG)} "  # noqa: S608
+        f"SELECT ht_fetched_at FROM {qualified(schema, SNAPSHOT_LOG)} "  # noqa: S608
         f"WHERE ht_snapshot_date = {p} AND ht_snapshot_id = {p}"
     )
