@@ -94,11 +94,11 @@ class Change:
 
 @dataclass(frozen=True)
 class DailyTotal:
+    """A destination's total audience size on one day (its last snapshot of the day), for the trend."""
+
     destination: str
     destination_id: str
     snapshot_date: dt.date
-    audiences: int
-    audiences_with_size: int
     audience_size_total: int | None
 
 
@@ -261,8 +261,8 @@ class WarehouseSession:
             shrunk=shrunk,
             shrunk_count=shrunk_count,
             totals=[
-                DailyTotal(str(t), str(i), on, int(n), int(sized), _int_or_none(total))
-                for t, i, on, n, sized, total in self._rows(
+                DailyTotal(str(t), str(i), on, _int_or_none(total))
+                for t, i, on, total in self._rows(
                     sql.daily_totals(d, SCHEMA), [day - dt.timedelta(days=history_days - 1), day] * 2
                 )
             ],

@@ -187,7 +187,7 @@ def _empty_select(dialect: Dialect, columns: tuple[Column, ...]) -> str:
     return f"SELECT {items}\nWHERE FALSE"
 
 
-def _last_snapshots(dialect: Dialect, schema: str, where: str = "") -> str:
+def _last_snapshots(schema: str, where: str = "") -> str:
     """CTEs ending in ``last_of_day``: each destination's last snapshot of each date (the last fetched;
     the id breaks a tie), of the dates ``where`` keeps. Snapshots come from the audience rows and from
     the snapshot log, which alone knows a snapshot without audiences (and the rows alone know snapshots
@@ -241,7 +241,7 @@ def _changes(dialect: Dialect, schema: str, days_kept: str = "") -> str:
   FROM days AS d JOIN {v2} AS v
     ON v.ht_destination = d.ht_destination AND v.ht_destination_id = d.ht_destination_id
    AND v.ht_snapshot_date = d.{date} AND v.ht_snapshot_id = d.{snapshot}"""
-    return f"""WITH {_last_snapshots(dialect, schema)}, days AS (
+    return f"""WITH {_last_snapshots(schema)}, days AS (
   SELECT * FROM (
     SELECT ht_destination, ht_destination_id, ht_snapshot_date, ht_snapshot_id,
            LAG(ht_snapshot_date) OVER (PARTITION BY ht_destination, ht_destination_id ORDER BY ht_snapshot_date)
@@ -421,13 +421,13 @@ def change_list(dialect: Dialect, which: str, limit: int) -> str:
 
 
 def daily_totals(dialect: Dialect, schema: str) -> str:
-    """(destination, id, day, audiences, audiences with a size, total size) of each destination's last
-    snapshot of each day in a range (a snapshot without audiences counts 0); binds (first, last) twice."""
+    """(destination, id, day, total size) of each destination's last snapshot of each day in a range (a
+    snapshot without audiences counts 0); binds (first, last) twice."""
     v2, p = qualified(schema, V2_NAME), dialect.param
     return (
-        f"WITH {_last_snapshots(dialect, schema, f'WHERE ht_snapshot_date BETWEEN {p} AND {p}')}\n"
-        "SELECT l.ht_destination, l.ht_destination_id, l.ht_snapshot_date, count(v.audience_id), "
-        "count(v.audience_size), CASE WHEN count(v.audience_id) = 0 THEN 0 ELSE sum(v.audience_size) END\n"
+        f"WITH {_last_snapshots(schema, f'WHERE ht_snapshot_date BETWEEN {p} AND {p}')}\n"
+        "SELECT l.ht_destination, l.ht_destination_id, l.ht_snapshot_date, "
+        "CASE WHEN count(v.audience_id) = 0 THEN 0 ELSE sum(v.audience_size) END\n"
         f"FROM last_of_day AS l LEFT JOIN {v2} AS v ON v.ht_destination = l.ht_destination "
         "AND v.ht_destination_id = l.ht_destination_id AND v.ht_snapshot_date = l.ht_snapshot_date "
         "AND v.ht_snapshot_id = l.ht_snapshot_id\n"
