@@ -34,8 +34,9 @@ class HttpSettings:
     max_throttle_wait_seconds: float
 
     @classmethod
-    def of(cls, policy: SnapshotPolicy) -> HttpSettings:
-        return cls(**{f.name: getattr(policy, f.name) for f in fields(cls)})
+    def of(cls, holder: SnapshotPolicy | HightouchResource) -> HttpSettings:
+        """The settings as the configured policy, or a resource built from it, holds them."""
+        return cls(**{f.name: getattr(holder, f.name) for f in fields(cls)})
 
 
 @contextmanager
@@ -144,9 +145,8 @@ class HightouchResource(dg.ConfigurableResource):
         api_key = self.public_api_key or ""
         if self.api_key_env:
             api_key = read_secrets({"api_key": self.api_key_env}, "hightouch")["api_key"]
-        settings = HttpSettings(**{f.name: getattr(self, f.name) for f in fields(HttpSettings)})
         with http_session(
-            settings,
+            HttpSettings.of(self),
             title="Hightouch",
             make_auth=lambda _: BearerAuth(api_key.strip()),
             classify=hightouch.classify,
@@ -158,14 +158,11 @@ class HightouchResource(dg.ConfigurableResource):
 
 
 def build_hightouch_resource(config: HightouchConfig, policy: SnapshotPolicy) -> HightouchResource:
+    http = asdict(HttpSettings.of(policy))
     if config.api_key:
-        return HightouchResource(
-            api_key_env=config.api_key.env, base_url=config.base_url, **asdict(HttpSettings.of(policy))
-        )
+        return HightouchResource(api_key_env=config.api_key.env, base_url=config.base_url, **http)
     return HightouchResource(
-        public_api_key=sandbox_credentials(config.base_url)["api_key"],
-        base_url=config.base_url,
-        **asdict(HttpSettings.of(policy)),
+        public_api_key=sandbox_credentials(config.base_url)["api_key"], base_url=config.base_url, **http
     )
 
 
