@@ -10,7 +10,7 @@ from audit_assets.preflight import build_preflight_job
 from audit_assets.resources import build_resources
 from audit_assets.schedules import build_job, build_schedule
 from audit_assets.view_asset import build_change_report_asset, build_view_asset
-from audit_assets.views import V1_NAME, V2_NAME
+from audit_assets.views import COMBINED_VIEWS
 
 
 def build_definitions(config: AuditConfig) -> dg.Definitions:
@@ -18,7 +18,7 @@ def build_definitions(config: AuditConfig) -> dg.Definitions:
     view_assets = [
         build_view_asset(config, warehouse, name)
         for warehouse in config.warehouses
-        for name in (V1_NAME, V2_NAME)
+        for name in COMBINED_VIEWS
     ]
     report_assets = [build_change_report_asset(config, warehouse) for warehouse in config.warehouses]
     job = build_job()

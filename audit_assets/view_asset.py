@@ -36,16 +36,14 @@ from audit_assets.secrets import SecretError
 from audit_assets.views import (
     CHANGE_COLUMNS,
     CHANGES_NAME,
+    COMBINED_VIEWS,
     SCHEMA,
-    V1_COLUMNS,
     V1_NAME,
-    V2_COLUMNS,
     V2_NAME,
     SizeRange,
 )
 from audit_assets.warehouse.base import AuditWarehouse, ChangeReport
 
-_COLUMNS = {V1_NAME: V1_COLUMNS, V2_NAME: V2_COLUMNS}
 _ABOUT = {
     V1_NAME: "in one standard shape (frozen: later versions get a new name)",
     V2_NAME: "as v1 with the platform's own size range, audience type and status, and the snapshot id and "
@@ -75,7 +73,7 @@ def _source_columns(platform: Platform) -> dict[str, list[str]]:
 
 def column_lineage(dests: list[DestinationConfig], name: str) -> dg.TableColumnLineage:
     """Each view column <- the column of each destination table it is read from (the platform's mapping)."""
-    deps: dict[str, list[dg.TableColumnDep]] = {c.name: [] for c in _COLUMNS[name]}
+    deps: dict[str, list[dg.TableColumnDep]] = {c.name: [] for c in COMBINED_VIEWS[name]}
     for dest in dests:
         key, sources = destination_key(dest), _source_columns(PLATFORMS[dest.type])
         for column, column_deps in deps.items():
@@ -111,7 +109,7 @@ def build_view_asset(config: AuditConfig, warehouse: str, name: str) -> dg.Asset
         ),
         metadata={
             "dagster/table_name": table_name(config, warehouse, name),
-            "dagster/column_schema": table_schema(_COLUMNS[name]),
+            "dagster/column_schema": table_schema(COMBINED_VIEWS[name]),
             "dagster/column_lineage": lineage,
         },
     )

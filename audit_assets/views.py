@@ -17,8 +17,6 @@ V1_NAME = "external_audiences_metadata_v1"
 V2_NAME = "external_audiences_metadata_v2"
 CHANGES_NAME = "audience_size_changes_v1"
 SNAPSHOT_LOG = "snapshot_log"  # one row per snapshot written, also one without audiences
-# Every view of a warehouse, each after the views it reads (the change report reads v2).
-VIEW_NAMES = (V1_NAME, V2_NAME, CHANGES_NAME)
 
 # Frozen once released: a later version gets a new name and these stay as they are.
 V1_COLUMNS: tuple[Column, ...] = (
@@ -51,6 +49,11 @@ V2_COLUMNS: tuple[Column, ...] = (
     _V1["ht_destination_id"],
     _V1["ht_sync_id"],
 )
+
+# The combined views (one asset each) and their columns.
+COMBINED_VIEWS: dict[str, tuple[Column, ...]] = {V1_NAME: V1_COLUMNS, V2_NAME: V2_COLUMNS}
+# Every view of a warehouse, each after the views it reads (the change report reads v2).
+VIEW_NAMES = (*COMBINED_VIEWS, CHANGES_NAME)
 
 # A snapshot of accounts without audiences writes no audience row; its log row still says it was taken,
 # so the change report sees the audiences it no longer has.
