@@ -7,6 +7,7 @@ warehouse, so its figures are exactly what SQL on the view shows.
 
 import datetime as dt
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -42,7 +43,7 @@ from audit_assets.views import (
     V2_NAME,
     SizeRange,
 )
-from audit_assets.warehouse.base import AuditWarehouse, ChangeReport
+from audit_assets.warehouse.base import AuditWarehouse, ChangeReport, WarehouseSession
 
 _ABOUT = {
     V1_NAME: "in one standard shape (frozen: later versions get a new name)",
@@ -82,6 +83,22 @@ def column_lineage(dests: list[DestinationConfig], name: str) -> dg.TableColumnL
     return dg.TableColumnLineage(deps_by_column=deps)
 
 
+def _owners(dests: list[DestinationConfig]) -> list[str]:
+    """A warehouse's views and report belong to the owners of the destinations they combine."""
+    return sorted({owner for d in dests for owner in d.owners})
+
+
+@contextmanager
+def _warehouse_session(context: dg.AssetExecutionContext, store_key: str) -> Iterator[WarehouseSession]:
+    """A session of the asset's warehouse; a warehouse secret that is not set fails the step for good."""
+    store: AuditWarehouse = getattr(context.resources, store_key)
+    try:
+        with store.session() as session:
+            yield session
+    except SecretError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
 def build_view_asset(config: AuditConfig, warehouse: str, name: str) -> dg.AssetsDefinition:
     """One combined view of one warehouse, over every configured destination stored there."""
     dests = destinations_in(config, warehouse)
@@ -99,7 +116,7 @@ def build_view_asset(config: AuditConfig, warehouse: str, name: str) -> dg.Asset
         # Like the destinations, so `dagster asset materialize --partition-range` runs the group in one run.
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={config.warehouses[warehouse].type, "view"},
-        owners=sorted({owner for d in dests for owner in d.owners}),
+        owners=_owners(dests),
         code_version=name.rsplit("_", 1)[-1],
         description=(
             f"{SCHEMA}.{name}: every snapshot of every destination in warehouse '{warehouse}', "
@@ -114,13 +131,9 @@ def build_view_asset(config: AuditConfig, warehouse: str, name: str) -> dg.Asset
         },
     )
     def combined_view(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        store: AuditWarehouse = getattr(context.resources, store_key)
-        try:
-            with store.session() as session:
-                session.replace_views(view, names=[name])
-                report = session.view_report(name)
-        except SecretError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        with _warehouse_session(context, store_key) as session:
+            session.replace_views(view, names=[name])
+            report = session.view_report(name)
         return dg.MaterializeResult(
             metadata={
                 **view_metadata(report),
@@ -148,7 +161,7 @@ def build_change_report_asset(config: AuditConfig, warehouse: str) -> dg.AssetsD
         # Each day reads that day's snapshots (the same partition) through the v2 view.
         deps=[*(destination_key(d) for d in dests), view_key(config, warehouse, V2_NAME)],
         kinds={config.warehouses[warehouse].type, "view"},
-        owners=sorted({owner for d in dests for owner in d.owners}),
+        owners=_owners(dests),
         description=(
             f"{SCHEMA}.{CHANGES_NAME}: for each destination and day, every audience of the day's last snapshot "
             "against the destination's previous snapshot date (new, vanished, grew, shrank, unchanged, "
@@ -173,22 +186,18 @@ def build_change_report_asset(config: AuditConfig, warehouse: str) -> dg.AssetsD
     def change_report(
         context: dg.AssetExecutionContext,
     ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckResult]:
-        store: AuditWarehouse = getattr(context.resources, store_key)
         reports: list[ChangeReport] = []
-        try:
-            with store.session() as session:
-                session.replace_views(view)  # the change view reads v2, which reads every table
-                for partition in context.partition_keys:
-                    reports.append(
-                        session.change_report(
-                            dt.date.fromisoformat(partition),
-                            history_days=HISTORY_DAYS,
-                            limit=MOVERS_SHOWN,
-                            shrink_percent=config.checks.audience_shrink_percent,
-                        )
+        with _warehouse_session(context, store_key) as session:
+            session.replace_views(view)  # the change view reads v2, which reads every table
+            for partition in context.partition_keys:
+                reports.append(
+                    session.change_report(
+                        dt.date.fromisoformat(partition),
+                        history_days=HISTORY_DAYS,
+                        limit=MOVERS_SHOWN,
+                        shrink_percent=config.checks.audience_shrink_percent,
                     )
-        except SecretError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+                )
         if key in context.selected_asset_keys:
             yield from _materializations(context, reports)
         selected = {k.name for k in context.selected_asset_check_keys}

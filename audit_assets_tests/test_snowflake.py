@@ -327,3 +327,28 @@ def test_v2_and_the_change_view_in_snowflake_agree_with_the_sandbox(
     assert all(kind and status for kind, status, _ in v2), "Meta's subtype and delivery_status.description"
     for statement in statements:
         sqlglot.parse_one(statement.replace("%s", "'bound'"), read="snowflake")
+
+
+def test_a_warehouse_password_not_set_fails_its_views_and_report_naming_the_variable(
+    workspace: Workspace, statements: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audit_assets.catalog import view_key
+    from audit_assets.config import parse_config
+    from audit_assets.view_asset import CHANGES_ASSET
+    from audit_assets.views import V1_NAME, V2_NAME
+
+    monkeypatch.delenv("SF_PASSWORD")
+    config = parse_config(two_warehouses(workspace), "two warehouses")
+    # The report reads v2, so it runs on its own: in one run with v2 it would be skipped, not failed.
+    for names in ((V1_NAME, V2_NAME), (CHANGES_ASSET,)):
+        keys = [view_key(config, "prod", name) for name in names]
+        result = workspace.run(config, selection=keys)
+        assert not result.success
+        failures = [e for e in result.all_events if e.is_step_failure]
+        assert {e.step_key for e in failures} == {"__".join(k.path) for k in keys}
+        for failure in failures:
+            data = failure.step_failure_data
+            # A Failure the step raised on purpose, not a crash with the connector's traceback.
+            assert data.user_failure_data is not None, failure_messages(result)
+            assert "SF_PASSWORD" in str(data.user_failure_data.description), failure_messages(result)
+    assert statements == [], "nothing was sent to Snowflake"
