@@ -252,3 +252,35 @@ def test_a_check_run_on_its_own_judges_the_days_last_snapshot_without_calling_th
     assert evaluation.check_name == SHARP_DROP_CHECK and evaluation.passed  # judged by the new threshold
     assert evaluation.metadata["audiences_fall_percent"].value == round(100 * 12 / 13, 2)
     assert len(emulator.requests) == calls
+
+
+def test_a_snapshot_without_audiences_is_compared_with_and_judged_like_any_other(
+    workspace: Workspace, meta_server
+) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    emptied = [replace(RETAIL, audiences=0)]
+    emulator, dest = meta_server(accounts=[RETAIL])
+    config = workspace.config([dest])
+    assert workspace.run(config).success
+    emulator.accounts = {a.id: a for a in emptied}
+    empty = workspace.run(config)
+    assert empty.success, failure_messages(empty)
+    empty_id = metadata_of(empty, SERVED_NODE)["snapshot_id"]
+
+    # Judged on its own, the day's last snapshot is the empty one (it has no rows, only its log row).
+    key = dg.AssetKey(["hightouch_audit", "meta_served_meta_audiences"])
+    check_only = (
+        build_definitions(config)
+        .resolve_job_def(JOB_NAME)
+        .get_subset(asset_selection=set(), asset_check_selection={dg.AssetCheckKey(key, SHARP_DROP_CHECK)})
+    )
+    result = check_only.execute_in_process(partition_key=today.isoformat(), instance=workspace.instance)
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.metadata["audiences_fall_percent"].value == 100.0
+
+    # The next snapshot is compared with the empty one, not with the last snapshot that had audiences.
+    emulator.accounts = {RETAIL.id: RETAIL}
+    metadata = metadata_of(workspace.run(config), SERVED_NODE)
+    assert metadata["previous_snapshot_id"] == empty_id
+    served = served_audiences([RETAIL], today)
+    assert (metadata["audiences_new"], metadata["audiences_vanished"]) == (len(served), 0)

@@ -192,8 +192,14 @@ class WarehouseSession:
     def latest_snapshot_of_day(self, table: str, day: dt.date) -> str | None:
         if not self._table_exists(table):
             return None
-        rows = self._rows(sql.latest_snapshot_of_day(self._dialect, SCHEMA, table), [day])
+        logged, binds = self._log_of(table)
+        rows = self._rows(sql.latest_snapshot_of_day(self._dialect, SCHEMA, table, logged), [*binds, day])
         return str(rows[0][0]) if rows else None
+
+    def _log_of(self, table: str) -> tuple[bool, list[str]]:
+        """Whether the snapshot log exists, and what a query of ``table``'s snapshots then binds for it."""
+        logged = self._table_exists(SNAPSHOT_LOG)
+        return logged, [table] if logged else []
 
     def append(self, table: str, snapshot: Snapshot) -> bool:
         """Append the snapshot in one transaction; False (and nothing written) when it is already there."""
@@ -292,7 +298,10 @@ class WarehouseSession:
         """
         d, key = self._dialect, [snapshot_date, snapshot_id]
         totals = self._totals(source, snapshot_date, snapshot_id)
-        before = self._rows(sql.previous_snapshot(d, SCHEMA, source.table), [totals.fetched_at])
+        logged, binds = self._log_of(source.table)
+        before = self._rows(
+            sql.previous_snapshot(d, SCHEMA, source.table, logged), [*binds, totals.fetched_at]
+        )
         previous = self._totals(source, before[0][0], before[0][1]) if before else None
         new = vanished = None
         if previous is not None:

@@ -320,18 +320,30 @@ def largest_audiences(dialect: Dialect, schema: str, source: ViewSource, limit: 
     )
 
 
-def latest_snapshot_of_day(dialect: Dialect, schema: str, table: str) -> str:
-    """The id of the last snapshot taken for one day; binds (snapshot_date)."""
+def _table_snapshots(dialect: Dialect, schema: str, table: str, logged: bool) -> str:
+    """(ht_snapshot_date, ht_snapshot_id, ht_fetched_at) of one table's snapshots: from its rows and,
+    when ``logged``, from the snapshot log, which alone knows a snapshot without audiences (and the rows
+    alone know snapshots taken before the log existed); binds (table) when logged."""
+    fields = "ht_snapshot_date, ht_snapshot_id, ht_fetched_at"
+    rows = f"SELECT {fields} FROM {qualified(schema, table)}"  # noqa: S608
+    if not logged:
+        return rows
+    log = f"SELECT {fields} FROM {qualified(schema, SNAPSHOT_LOG)} WHERE table_name = {dialect.param}"  # noqa: S608
+    return f"{rows}\nUNION ALL\n{log}"
+
+
+def latest_snapshot_of_day(dialect: Dialect, schema: str, table: str, logged: bool) -> str:
+    """The id of the last snapshot taken for one day; binds ([table,] snapshot_date)."""
     return (
-        f"SELECT ht_snapshot_id FROM {qualified(schema, table)} WHERE ht_snapshot_date = {dialect.param} "  # noqa: S608
-        "ORDER BY ht_fetched_at DESC LIMIT 1"
+        f"SELECT ht_snapshot_id FROM ({_table_snapshots(dialect, schema, table, logged)}) AS s\n"  # noqa: S608
+        f"WHERE ht_snapshot_date = {dialect.param} ORDER BY ht_fetched_at DESC LIMIT 1"
     )
 
 
-def previous_snapshot(dialect: Dialect, schema: str, table: str) -> str:
-    """(snapshot_date, snapshot_id) of the latest snapshot fetched before a time; binds (fetched_at)."""
+def previous_snapshot(dialect: Dialect, schema: str, table: str, logged: bool) -> str:
+    """(snapshot_date, snapshot_id) of the latest snapshot fetched before a time; binds ([table,] fetched_at)."""
     return (
-        f"SELECT ht_snapshot_date, ht_snapshot_id FROM {qualified(schema, table)} "  # noqa: S608
+        f"SELECT ht_snapshot_date, ht_snapshot_id FROM ({_table_snapshots(dialect, schema, table, logged)}) AS s\n"  # noqa: S608
         f"WHERE ht_fetched_at < {dialect.param} ORDER BY ht_fetched_at DESC LIMIT 1"
     )
 
