@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from audit_assets.platforms.base import BadResponse, require_mapping
+from audit_assets.platforms.base import BadResponse, require_mapping, require_object_list
 from audit_assets.platforms.http import ApiSession, Verdict
 
 PAGE_SIZE = 100  # the API's default and largest page
@@ -40,9 +40,7 @@ class HightouchClient:
                 ),
                 what,
             )
-            data = body.get("data")
-            if not isinstance(data, list) or not all(isinstance(s, Mapping) for s in data):
-                raise BadResponse(f"{what}: no 'data' list of syncs")
+            data = require_object_list(body.get("data"), "'data'", what)
             for sync in data:
                 segment = sync.get("externalSegment")
                 ours = str(sync.get("destinationId")) == destination_id and sync.get("id") is not None

@@ -12,12 +12,13 @@ import pytest
 from audit_assets import hightouch
 from audit_assets.config import ConfigError, parse_config
 from audit_assets.hightouch import HightouchClient
-from audit_assets.platforms.base import AuthError
+from audit_assets.platforms.base import AuthError, BadResponse
 from audit_assets.platforms.http import ApiSession, BearerAuth, Redactor, RetrySettings
 from audit_assets.sandbox.hightouch import DEMO_CREDENTIALS, HightouchSandbox, sync
 from audit_assets.sandbox.server import serve
 from audit_assets.sandbox.transport import SandboxTransport
 from audit_assets.sandbox.world import FaultKind, Faults
+from audit_assets_tests.client_contracts import Rewritten
 from audit_assets_tests.conftest import Workspace, failure_messages, sandbox_meta
 
 SANDBOX = "https://hightouch.sandbox.invalid/api/v1"
@@ -27,7 +28,7 @@ NODE = "hightouch_audit__meta_sandbox_meta_audiences"
 
 @contextmanager
 def client_for(
-    emulator: HightouchSandbox, api_key: str = DEMO_CREDENTIALS["api_key"]
+    emulator: HightouchSandbox | Rewritten, api_key: str = DEMO_CREDENTIALS["api_key"]
 ) -> Iterator[HightouchClient]:
     with httpx.Client(transport=SandboxTransport({"hightouch": emulator}), auth=BearerAuth(api_key)) as http:
         session = ApiSession(
@@ -60,6 +61,18 @@ def test_numeric_destination_ids_match_their_text_form_and_empty_segments_are_sk
     emulator = HightouchSandbox([sync(1, 48213, "aud-1"), sync(2, 48213, None), sync(3, 9, "aud-3")])
     with client_for(emulator) as client:
         assert client.sync_ids_for("48213") == {"aud-1": "1"}
+
+
+def test_a_page_whose_syncs_are_not_a_list_of_objects_is_a_bad_response() -> None:
+    def syncs_as_a_mapping(n: int, answer: httpx.Response) -> httpx.Response:
+        body = answer.json()
+        if n == 2:
+            body["data"] = {str(s["id"]): s for s in body["data"]}
+        return httpx.Response(200, json=body)
+
+    rewritten = Rewritten(HightouchSandbox(), "/syncs", syncs_as_a_mapping)
+    with client_for(rewritten) as client, pytest.raises(BadResponse, match=r"offset 100.*'data'"):
+        client.sync_ids_for("sandbox_meta")
 
 
 def test_a_bad_api_key_is_an_auth_error_without_the_key() -> None:
