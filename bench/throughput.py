@@ -7,8 +7,9 @@ not the limit), with the same page size:
 - ``snapshot``: this project's snapshot as the asset takes it (client, retry policy, typing, Parquet
   spool, one-transaction DuckDB append), Dagster start-up excluded;
 - ``dlt``: dlt's ``rest_api`` source into DuckDB with parquet files (dlt is a bench extra only);
-then the snapshot of 20 accounts behind 50 ms of latency against the ideal for its concurrency, the
-definitions of 500 destinations, and the README's latest-size query on a long history.
+then what 50 ms of latency adds to a snapshot of 20 small accounts and to one of 4 large ones, against
+the ideal for its concurrency, the definitions of 500 destinations, and the README's latest-size query
+on a long history.
 
     .venv/bin/python -m bench.throughput --audiences 200000          # --audiences 1000000 for memory
 """
@@ -33,8 +34,9 @@ from typing import Any
 
 PAGE_SIZE = 100
 LATENCY = 0.05
-LATENCY_ACCOUNTS = 20
-LATENCY_AUDIENCES = 400  # per account: 4 pages each
+# (accounts, audiences per account): many small accounts (4 pages each), and a few large ones (50 pages
+# each, far more than the snapshot types and hands over at once).
+LATENCY_SCENARIOS = ((20, 400), (4, 5_000))
 DESTINATIONS = 500
 TOKEN = "sandbox-meta-demo-token"
 
@@ -339,26 +341,32 @@ def throughput(audiences: int, accounts: int, repeat: int) -> None:
 
 
 def latency() -> None:
-    """What 50 ms per request adds to a snapshot of 20 accounts, against the least it could add."""
+    """What 50 ms per request adds to a snapshot, against the least it could add, for many small accounts
+    and for a few large ones."""
+    for accounts, audiences in LATENCY_SCENARIOS:
+        latency_of(accounts, audiences)
+
+
+def latency_of(accounts: int, audiences: int) -> None:
     from audit_assets.platforms.meta import PLATFORM
 
     walls = {}
     for delay in (0.0, LATENCY):
-        with server(LATENCY_ACCOUNTS, LATENCY_AUDIENCES, delay) as url:
+        with server(accounts, audiences, delay) as url:
             run_child("--child", "snapshot", "--url", url)  # warm the replay cache
             walls[delay] = sorted(
                 run_child("--child", "snapshot", "--url", url)["seconds"] for _ in range(3)
             )[1]
     added = walls[LATENCY] - walls[0.0]
-    pages = math.ceil(LATENCY_AUDIENCES / PAGE_SIZE)
-    requests = 1 + LATENCY_ACCOUNTS * pages
+    pages = math.ceil(audiences / PAGE_SIZE)
+    requests = 1 + accounts * pages
     workers = PLATFORM.concurrent_accounts
-    ideal = (1 + math.ceil(LATENCY_ACCOUNTS / workers) * pages) * LATENCY  # discovery, then waves of accounts
+    ideal = (1 + math.ceil(accounts / workers) * pages) * LATENCY  # discovery, then waves of accounts
     print(
-        f"\n{LATENCY_ACCOUNTS} accounts, {requests} requests, {workers} accounts at a time: {LATENCY * 1000:.0f} ms "
-        f"per request adds {added:.2f}s (wall {walls[LATENCY]:.2f}s vs {walls[0.0]:.2f}s, medians of 3); "
-        f"the least it could add: {ideal:.2f}s at {workers} in flight ({requests * LATENCY:.2f}s one at a time); "
-        f"added / ideal {added / ideal:.2f}x (goal <= 1.3x)"
+        f"\n{accounts} accounts of {audiences:,} audiences, {requests} requests, {workers} accounts at a time: "
+        f"{LATENCY * 1000:.0f} ms per request adds {added:.2f}s (wall {walls[LATENCY]:.2f}s vs "
+        f"{walls[0.0]:.2f}s, medians of 3); the least it could add: {ideal:.2f}s at {workers} in flight "
+        f"({requests * LATENCY:.2f}s one at a time); added / ideal {added / ideal:.2f}x (goal <= 1.3x)"
     )
 
 
