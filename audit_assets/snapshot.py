@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as dt
-import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +21,7 @@ import pyarrow as pa
 
 from audit_assets.accounts import choose_accounts
 from audit_assets.columns import HT_RAW, ApiField, Column
-from audit_assets.fetching import fetch_in_order
+from audit_assets.fetching import fetch_concurrently
 from audit_assets.platforms.base import (
     AccessRefused,
     AdAccount,
@@ -84,6 +83,13 @@ class Typed:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """Why an account's audiences cannot be read: its first page was refused, so it is not in the snapshot."""
+
+    why: str
+
+
+@dataclass(frozen=True)
 class _Typer:
     """Turns an account's pages into record batches of the destination table's columns.
 
@@ -98,8 +104,9 @@ class _Typer:
     sync_ids: Mapping[str, str]
     schema: pa.Schema
 
-    def runs(self, account: AdAccount, pages: Iterator[list[Audience]]) -> Iterator[Typed]:
-        """Typed runs of ``pages``; a refusal after the first page fails the snapshot (never part of an account)."""
+    def runs(self, account: AdAccount, pages: Iterator[list[Audience]]) -> Iterator[Typed | LeftOut]:
+        """Typed runs of ``pages``. A refusal of the first page leaves the account out; a refusal after it
+        fails the snapshot (never part of an account)."""
         run: list[Audience] = []
         page_number = 0
         try:
@@ -111,7 +118,8 @@ class _Typer:
                     run = []
         except AccessRefused as exc:
             if page_number == 0:
-                raise  # refused on its first page: the account is left out
+                yield LeftOut(str(exc))
+                return
             raise PlatformError(f"{exc} (after {page_number} pages of account {account.id})") from None
         if run:
             yield self._typed(account.id, run)
@@ -176,15 +184,31 @@ class _Typer:
                 ) from None
 
 
-def _first_run_or_refusal(runs: Iterator[Typed]) -> tuple[Iterator[Typed], str | None]:
-    """The account's typed runs, or why its audiences cannot be read when its first page is refused."""
-    try:
-        first = next(runs)
-    except StopIteration:
-        return iter(()), None
-    except AccessRefused as exc:
-        return iter(()), str(exc)
-    return itertools.chain([first], runs), None
+@dataclass
+class _Tally:
+    """What a snapshot has spooled of each account so far, and the account progress it logs."""
+
+    platform: Platform
+    log: logging.Logger
+    audiences: dict[str, int] = field(default_factory=dict)
+    reported_at: dict[str, float] = field(default_factory=dict)
+    drift: set[str] = field(default_factory=set)
+
+    def add(self, account: AdAccount, typed: Typed) -> None:
+        self.drift |= typed.unknown_fields
+        count = self.audiences[account.id] = self.audiences.get(account.id, 0) + typed.batch.num_rows
+        now = time.monotonic()
+        if now - self.reported_at.setdefault(account.id, now) >= PROGRESS_EVERY_SECONDS:
+            self.log.info(f"{self.platform.title} account {_label(account)}: {count} audiences so far")
+            self.reported_at[account.id] = now
+
+    def finish(self, account: AdAccount) -> None:
+        count = self.audiences.setdefault(account.id, 0)
+        self.log.info(f"{self.platform.title} account {_label(account)}: {count} audiences")
+
+
+def _label(account: AdAccount) -> str:
+    return f"{account.id} ({account.name})" if account.name else account.id
 
 
 def _return_freed_memory() -> None:
@@ -209,8 +233,6 @@ def take_snapshot(
     spool = Spool()
     path = spool.path / "snapshot.parquet"
     spooler = SpoolWriter(path, columns, chunk_rows)
-    drift: set[str] = set()
-    by_account: dict[str, int] = {}
     try:
         accounts, not_found = choose_accounts(
             client.discover_accounts(), ad_account_ids, f"{platform.title} {identity.destination_id}"
@@ -228,29 +250,25 @@ def take_snapshot(
         left_out = {a.id: a.unreadable for a in accounts if a.unreadable}
         readable = [a for a in accounts if not a.unreadable]
         typer = _Typer(platform, identity, fetched_at, sync_ids, spooler.schema)
-        feeds = fetch_in_order(
+        tally = _Tally(platform, log)
+        feeds = fetch_concurrently(
             readable, lambda account: typer.runs(account, client.audience_pages(account)),
             workers=platform.concurrent_accounts,
         )  # fmt: skip
         try:
-            for account, account_runs in feeds:
-                label = f"{account.id} ({account.name})" if account.name else account.id
-                runs, refusal = _first_run_or_refusal(account_runs)
-                if refusal is not None:
-                    left_out[account.id] = refusal
-                    continue
-                count, reported_at = 0, time.monotonic()
-                for typed in runs:
-                    drift |= typed.unknown_fields
-                    spooler.add(typed.batch)
-                    count += typed.batch.num_rows
-                    if time.monotonic() - reported_at >= PROGRESS_EVERY_SECONDS:
-                        log.info(f"{platform.title} account {label}: {count} audiences so far")
-                        reported_at = time.monotonic()
-                by_account[account.id] = count
-                log.info(f"{platform.title} account {label}: {count} audiences")
+            for account, item in feeds:  # the accounts' runs interleave, as they are fetched
+                if isinstance(item, LeftOut):
+                    left_out[account.id] = item.why
+                elif isinstance(item, Typed):
+                    spooler.add(item.batch)
+                    tally.add(account, item)
+                elif account.id not in left_out:  # None: the account is done
+                    tally.finish(account)
         finally:
             feeds.close()
+        # Reported in discovery order, however the fetches interleaved.
+        by_account = {a.id: tally.audiences[a.id] for a in readable if a.id not in left_out}
+        left_out = {a.id: left_out[a.id] for a in accounts if a.id in left_out}
         for account_id, why in left_out.items():
             log.warning(f"{platform.title} account {account_id} is left out of this snapshot: {why}")
         if not by_account:
@@ -272,7 +290,7 @@ def take_snapshot(
         path=path,
         row_count=spooler.rows,
         audiences_by_account=by_account,
-        drift_fields=frozenset(drift),
+        drift_fields=frozenset(tally.drift),
         accounts_not_found=not_found,
         accounts_left_out=left_out,
         _spool=spool,

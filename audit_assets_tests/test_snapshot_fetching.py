@@ -1,6 +1,6 @@
-"""A snapshot fetches several ad accounts at once, holds them all back during a throttle, and still hands
-the warehouse one whole account after another. The Meta emulator stands in for the platform; the
-accounts, their audience counts and the request times are the emulator's own ground truth.
+"""A snapshot fetches several ad accounts at once, large ones too, spools their audiences as they come,
+and holds every account back during a throttle. The Meta emulator stands in for the platform; the
+accounts, their audiences and the request times are the emulator's own ground truth.
 """
 
 from __future__ import annotations
@@ -8,16 +8,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from audit_assets.fetching import BUSY_CORES, WAITING_CORES, WINDOW_SECONDS, WorkerLimit
 from audit_assets.platforms import meta
 from audit_assets.platforms.base import BadResponse, Platform
 from audit_assets.platforms.http import RetrySettings
-from audit_assets.sandbox.meta import DEMO_CREDENTIALS, MetaGraphSandbox
+from audit_assets.sandbox.meta import DEMO_CREDENTIALS, MetaGraphSandbox, audience_id_of
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
 from audit_assets_tests.conftest import TODAY, packaged_destination
@@ -51,14 +53,16 @@ class ObservedGraph(MetaGraphSandbox):
                 self.in_flight -= 1
 
 
-def snapshot(clients: PlatformClients, emulator: MetaGraphSandbox, **connect: Any) -> Snapshot:
+def snapshot(
+    clients: PlatformClients, emulator: MetaGraphSandbox, page_size: int = 3, **connect: Any
+) -> Snapshot:
     harness = clients.connect(
         meta.PLATFORM,
         emulator,
         log=LOG,
         base_url="https://meta.sandbox.invalid",
         credentials=DEMO_CREDENTIALS,
-        page_size=3,
+        page_size=page_size,
         **connect,
     )
     return snapshot_through(harness, meta.PLATFORM)
@@ -85,15 +89,43 @@ def test_accounts_are_fetched_several_at_a_time_and_no_more(platform_clients: Pl
         result.discard()
 
 
-def test_rows_come_one_whole_account_after_another_in_discovery_order(
+def test_every_audience_is_spooled_once_and_accounts_are_reported_in_discovery_order(
     platform_clients: PlatformClients,
 ) -> None:
     emulator = ObservedGraph(ACCOUNTS, latency=0.005)
     result = snapshot(platform_clients, emulator)
     try:
-        in_file = [v for batch in result.batches() for v in batch.column("ht_ad_account_id").to_pylist()]
-        assert in_file == [a.id for a in ACCOUNTS for _ in range(a.audiences)]
+        spooled = [
+            (account, audience)
+            for batch in result.batches()
+            for account, audience in zip(
+                batch.column("ht_ad_account_id").to_pylist(), batch.column("id").to_pylist(), strict=True
+            )
+        ]
+        expected = [(a.id, audience_id_of(a.id, i)) for a in ACCOUNTS for i in range(a.audiences)]
+        assert sorted(spooled) == sorted(expected)
         assert list(result.audiences_by_account) == [a.id for a in ACCOUNTS]
+    finally:
+        result.discard()
+
+
+def test_large_accounts_are_fetched_side_by_side_not_one_after_another(
+    platform_clients: PlatformClients,
+) -> None:
+    """Accounts of many more audiences than the snapshot types at once are still paged concurrently: by
+    the time the first account's last page is asked for, the others are nearly done too."""
+    pages = 12
+    large = [SandboxAccount(f"{2000000101 + n}", f"Large {n}", audiences=pages * 500) for n in range(4)]
+    # The emulator answers in this process: its latency must outweigh its own CPU, as a platform's does.
+    emulator = ObservedGraph(large, latency=0.1)
+    result = snapshot(platform_clients, emulator, page_size=500)
+    try:
+        assert result.audiences_by_account == {a.id: a.audiences for a in large}
+        requested = [path for _, path in emulator.arrivals if path.endswith("/customaudiences")]
+        first_done = max(i for i, path in enumerate(requested) if f"act_{large[0].id}/" in path)
+        for account in large[1:]:
+            before = sum(1 for path in requested[:first_done] if f"act_{account.id}/" in path)
+            assert before >= pages * 3 // 4, f"account {account.id}: {before} of {pages} pages"
     finally:
         result.discard()
 
@@ -130,7 +162,7 @@ def test_progress_is_logged_per_account_not_per_page(
     pages = sum(1 for _, path in emulator.arrivals if path.endswith("/customaudiences"))
     lines = [r.getMessage() for r in caplog.records if r.name == LOG.name]
     assert pages >= 12
-    assert [line for line in lines if "audiences" in line and "account" in line.lower()] == [
+    assert sorted(line for line in lines if "audiences" in line and "account" in line.lower()) == [
         f"Meta account {a.id} ({a.name}): {a.audiences} audiences" for a in ACCOUNTS[:3]
     ]
 
@@ -186,3 +218,53 @@ def test_a_bad_page_in_one_account_stops_every_fetcher_and_leaves_no_spool(
 
     assert threading.active_count() == threads_before, "every fetcher thread has ended"
     assert list(spool_root.iterdir()) == []
+
+
+class Clocks:
+    """Wall and process CPU time that the test moves on, as ``WorkerLimit`` reads them."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def run(self, seconds: float, cores: float) -> None:
+        self.wall += seconds
+        self.cpu += seconds * cores
+
+    @property
+    def pair(self) -> tuple[Callable[[], float], Callable[[], float]]:
+        return (lambda: self.wall), (lambda: self.cpu)
+
+
+def test_workers_are_let_in_one_at_a_time_while_the_process_is_busy_and_all_while_it_waits() -> None:
+    clocks = Clocks()
+    limit = WorkerLimit(4, threading.Event(), clocks.pair)
+
+    def item_taking(cores: float) -> int:
+        with limit:
+            clocks.run(WINDOW_SECONDS * 1.25, cores)
+        return limit.limit
+
+    assert [item_taking(BUSY_CORES + 0.1) for _ in range(5)] == [3, 2, 1, 1, 1]
+    assert [item_taking((BUSY_CORES + WAITING_CORES) / 2) for _ in range(2)] == [1, 1]
+    assert [item_taking(WAITING_CORES - 0.1) for _ in range(5)] == [2, 3, 4, 4, 4]
+
+
+def test_a_worker_waiting_long_on_the_platform_lets_another_in() -> None:
+    """One worker holds the only place through a slow answer; the others are let in once the process
+    is seen waiting, not only when that answer comes."""
+    clocks = Clocks()
+    limit = WorkerLimit(2, threading.Event(), clocks.pair)
+    limit.limit = 1
+    entered = threading.Event()
+
+    def second_worker() -> None:
+        with limit:
+            entered.set()
+
+    with limit:  # the first worker, waiting on the platform
+        thread = threading.Thread(target=second_worker)
+        thread.start()
+        assert not entered.wait(0.3)
+        clocks.run(1.0, cores=0.0)
+        assert entered.wait(5)
+    thread.join()
