@@ -33,6 +33,7 @@ from audit_assets.platforms.base import (
 )
 from audit_assets.rows import coerce, json_column, typed_column
 from audit_assets.spool import DEFAULT_CHUNK_ROWS, LOAD_BATCH_BYTES, Spool, SpoolWriter, read_batches
+from audit_assets.worker_limit import WorkerLimit
 
 TYPE_EVERY_ROWS = 1_000  # audiences typed at once (see _Typer)
 PROGRESS_EVERY_SECONDS = 5.0  # an account's progress is logged at most this often
@@ -251,21 +252,21 @@ def take_snapshot(
         readable = [a for a in accounts if not a.unreadable]
         typer = _Typer(platform, identity, fetched_at, sync_ids, spooler.schema)
         tally = _Tally(platform, log)
-        feeds = fetch_concurrently(
+        fetched = fetch_concurrently(
             readable, lambda account: typer.runs(account, client.audience_pages(account)),
-            workers=platform.concurrent_accounts,
+            limit=WorkerLimit(platform.concurrent_accounts),
         )  # fmt: skip
         try:
-            for account, item in feeds:  # the accounts' runs interleave, as they are fetched
+            for account, item in fetched:  # the accounts' runs interleave, as they are fetched
                 if isinstance(item, LeftOut):
                     left_out[account.id] = item.why
                 elif isinstance(item, Typed):
                     spooler.add(item.batch)
                     tally.add(account, item)
-                elif account.id not in left_out:  # None: the account is done
+                elif account.id not in left_out:  # DONE
                     tally.finish(account)
         finally:
-            feeds.close()
+            fetched.close()
         # Reported in discovery order, however the fetches interleaved.
         by_account = {a.id: tally.audiences[a.id] for a in readable if a.id not in left_out}
         left_out = {a.id: left_out[a.id] for a in accounts if a.id in left_out}

@@ -8,22 +8,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from audit_assets.fetching import BUSY_CORES, WAITING_CORES, WINDOW_SECONDS, WorkerLimit
+from audit_assets.fetching import DONE, fetch_concurrently
 from audit_assets.platforms import meta
-from audit_assets.platforms.base import BadResponse, Platform
+from audit_assets.platforms.base import AdAccount, BadResponse, Platform, PlatformError
 from audit_assets.platforms.http import RetrySettings
 from audit_assets.sandbox.meta import DEMO_CREDENTIALS, MetaGraphSandbox, audience_id_of
 from audit_assets.sandbox.world import FaultKind, Faults, SandboxAccount
 from audit_assets.snapshot import Snapshot, SnapshotIdentity, take_snapshot
 from audit_assets_tests.conftest import TODAY, packaged_destination
 from audit_assets_tests.platform_harness import Harness, PlatformClients
+from audit_assets_tests.worker_clocks import Clocks
 
 LOG = logging.getLogger("audit_assets_tests.fetching")
 ACCOUNTS = [SandboxAccount(f"{2000000001 + n}", f"Account {n}", audiences=10) for n in range(8)]
@@ -114,11 +116,11 @@ def test_large_accounts_are_fetched_side_by_side_not_one_after_another(
 ) -> None:
     """Accounts of many more audiences than the snapshot types at once are still paged concurrently: by
     the time the first account's last page is asked for, the others are nearly done too."""
-    pages = 12
-    large = [SandboxAccount(f"{2000000101 + n}", f"Large {n}", audiences=pages * 500) for n in range(4)]
+    pages, page_size = 24, 250
+    large = [SandboxAccount(f"{2000000101 + n}", f"Large {n}", audiences=pages * page_size) for n in range(4)]
     # The emulator answers in this process: its latency must outweigh its own CPU, as a platform's does.
-    emulator = ObservedGraph(large, latency=0.1)
-    result = snapshot(platform_clients, emulator, page_size=500)
+    emulator = ObservedGraph(large, latency=0.06)
+    result = snapshot(platform_clients, emulator, page_size=page_size)
     try:
         assert result.audiences_by_account == {a.id: a.audiences for a in large}
         requested = [path for _, path in emulator.arrivals if path.endswith("/customaudiences")]
@@ -220,51 +222,93 @@ def test_a_bad_page_in_one_account_stops_every_fetcher_and_leaves_no_spool(
     assert list(spool_root.iterdir()) == []
 
 
-class Clocks:
-    """Wall and process CPU time that the test moves on, as ``WorkerLimit`` reads them."""
+def test_no_more_accounts_make_items_at_once_than_the_limit_lets_in() -> None:
+    """Three accounts, their items made side by side up to the limit: three at once while the workers
+    wait, one at a time once they are busy."""
+    accounts = [AdAccount(f"{n}") for n in range(3)]
+    making, most_at_once = 0, 0
+    counter = threading.Lock()
 
-    def __init__(self) -> None:
-        self.wall = self.cpu = 0.0
+    def items_of(account: AdAccount, together: threading.Barrier | None) -> Iterator[tuple[str, int]]:
+        nonlocal making, most_at_once
+        for n in range(4):
+            with counter:
+                making += 1
+                most_at_once = max(most_at_once, making)
+            if together is not None and n == 0:
+                together.wait(5)  # every account's first item is being made at the same moment
+            time.sleep(0.01)
+            with counter:
+                making -= 1
+            yield account.id, n
 
-    def run(self, seconds: float, cores: float) -> None:
-        self.wall += seconds
-        self.cpu += seconds * cores
-
-    @property
-    def pair(self) -> tuple[Callable[[], float], Callable[[], float]]:
-        return (lambda: self.wall), (lambda: self.cpu)
-
-
-def test_workers_are_let_in_one_at_a_time_while_the_process_is_busy_and_all_while_it_waits() -> None:
     clocks = Clocks()
-    limit = WorkerLimit(4, threading.Event(), clocks.pair)
+    together = threading.Barrier(3)
+    fetched = list(fetch_concurrently(accounts, lambda a: items_of(a, together), limit=clocks.limit(3)))
+    assert most_at_once == 3 and not together.broken
+    assert [item for account, item in fetched if account.id == "1"] == [("1", n) for n in range(4)] + [DONE]
 
-    def item_taking(cores: float) -> int:
-        with limit:
-            clocks.run(WINDOW_SECONDS * 1.25, cores)
-        return limit.limit
+    busy = clocks.limit(3)
+    while busy.limit > 1:
+        busy.run(lambda: clocks.spend(1.0, cores=1.0))
+    making, most_at_once = 0, 0
+    fetched = list(fetch_concurrently(accounts, lambda a: items_of(a, None), limit=busy))
+    assert most_at_once == 1
+    assert sorted(item for _, item in fetched if item is not DONE) == sorted(
+        (a.id, n) for a in accounts for n in range(4)
+    )
 
-    assert [item_taking(BUSY_CORES + 0.1) for _ in range(5)] == [3, 2, 1, 1, 1]
-    assert [item_taking((BUSY_CORES + WAITING_CORES) / 2) for _ in range(2)] == [1, 1]
-    assert [item_taking(WAITING_CORES - 0.1) for _ in range(5)] == [2, 3, 4, 4, 4]
+
+class RevokingGraph(ObservedGraph):
+    """The Meta emulator, where the token loses an account after serving its first page."""
+
+    def __init__(self, *args: Any, revoked: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.revoked = revoked
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle(request)
+        if request.url.path.endswith(f"act_{self.revoked}/customaudiences"):
+            self.accounts[self.revoked] = replace(self.accounts[self.revoked], readable=False)
+        return response
 
 
-def test_a_worker_waiting_long_on_the_platform_lets_another_in() -> None:
-    """One worker holds the only place through a slow answer; the others are let in once the process
-    is seen waiting, not only when that answer comes."""
-    clocks = Clocks()
-    limit = WorkerLimit(2, threading.Event(), clocks.pair)
-    limit.limit = 1
-    entered = threading.Event()
+def test_an_account_refused_after_its_first_page_fails_the_whole_snapshot(
+    platform_clients: PlatformClients, spool_root: Path
+) -> None:
+    """Part of an account is never kept: the refusal fails the snapshot, where a refusal of the first page
+    would have left the account out."""
+    emulator = RevokingGraph(ACCOUNTS[:3], revoked=ACCOUNTS[1].id)
+    with pytest.raises(PlatformError, match=f"after 1 pages of account {ACCOUNTS[1].id}"):
+        snapshot(platform_clients, emulator)
+    assert list(spool_root.iterdir()) == []
 
-    def second_worker() -> None:
-        with limit:
-            entered.set()
 
-    with limit:  # the first worker, waiting on the platform
-        thread = threading.Thread(target=second_worker)
-        thread.start()
-        assert not entered.wait(0.3)
-        clocks.run(1.0, cores=0.0)
-        assert entered.wait(5)
-    thread.join()
+class SlowToRefuse(ObservedGraph):
+    """The Meta emulator, slower to answer one account than the others."""
+
+    def __init__(self, *args: Any, slow: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slow = slow
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if f"act_{self.slow}/" in request.url.path:
+            time.sleep(0.3)
+        return super().handle(request)
+
+
+def test_accounts_refused_on_their_first_page_are_left_out_uncounted_in_discovery_order(
+    platform_clients: PlatformClients, caplog: pytest.LogCaptureFixture
+) -> None:
+    readable, first, second = ACCOUNTS[0], ACCOUNTS[1], ACCOUNTS[2]
+    refused = [replace(first, readable=False), replace(second, readable=False)]
+    emulator = SlowToRefuse([readable, *refused], slow=first.id)  # the second refusal comes first
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        result = snapshot(platform_clients, emulator)
+    try:
+        assert result.audiences_by_account == {readable.id: readable.audiences}
+        assert list(result.accounts_left_out) == [first.id, second.id]
+        counted = [r.getMessage() for r in caplog.records if r.getMessage().endswith(" audiences")]
+        assert counted == [f"Meta account {readable.id} ({readable.name}): {readable.audiences} audiences"]
+    finally:
+        result.discard()
