@@ -6,6 +6,7 @@ These are the names other code and people depend on, so a change here should be 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import subprocess
 import sys
@@ -33,6 +34,21 @@ def test_packaged_default_definitions_load_and_validate(monkeypatch: pytest.Monk
     dg.Definitions.validate_loadable(defs)
     expected = {dg.AssetKey(["hightouch_audit", f"{slug}_sandbox_{slug}_audiences"]) for slug in PLATFORMS}
     assert set(defs.resolve_all_asset_keys()) == {*expected, VIEW_KEY, V2_KEY, CHANGES_KEY}
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_building_the_definitions_leaves_the_cyclic_collector_as_it_found_it(
+    monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    """The build pauses the collector; a code server left without it would keep every cycle it frees."""
+    monkeypatch.delenv("AUDIT_ASSETS_CONFIG", raising=False)
+    was_enabled = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        build_definitions(load_config())
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was_enabled else gc.disable)()
 
 
 def test_loading_the_definitions_loads_neither_pyarrow_nor_a_warehouse_driver(tmp_path: Path) -> None:
