@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as dt
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -212,6 +213,22 @@ def _label(account: AdAccount) -> str:
     return f"{account.id} ({account.name})" if account.name else account.id
 
 
+@contextlib.contextmanager
+def _earlier_objects_set_aside() -> Iterator[None]:
+    """Pages come and go by the hundred thousand while a snapshot is fetched, and each full pass of the
+    cyclic collector would rescan every object the process had before (Dagster, pandas: ~175k in a
+    step, ~0.05 s a pass, several passes per 200k audiences). Frozen for the fetch, they are skipped,
+    then put back. A process that froze objects of its own is left as it is."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _return_freed_memory() -> None:
     """Hand the pages freed by fetching and typing back to the OS before the warehouse load (glibc only)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -256,17 +273,18 @@ def take_snapshot(
             readable, lambda account: typer.runs(account, client.audience_pages(account)),
             limit=WorkerLimit(platform.concurrent_accounts),
         )  # fmt: skip
-        try:
-            for account, item in fetched:  # the accounts' runs interleave, as they are fetched
-                if isinstance(item, LeftOut):
-                    left_out[account.id] = item.why
-                elif isinstance(item, Typed):
-                    spooler.add(item.batch)
-                    tally.add(account, item)
-                elif account.id not in left_out:  # DONE
-                    tally.finish(account)
-        finally:
-            fetched.close()
+        with _earlier_objects_set_aside():
+            try:
+                for account, item in fetched:  # the accounts' runs interleave, as they are fetched
+                    if isinstance(item, LeftOut):
+                        left_out[account.id] = item.why
+                    elif isinstance(item, Typed):
+                        spooler.add(item.batch)
+                        tally.add(account, item)
+                    elif account.id not in left_out:  # DONE
+                        tally.finish(account)
+            finally:
+                fetched.close()
         # Reported in discovery order, however the fetches interleaved.
         by_account = {a.id: tally.audiences[a.id] for a in readable if a.id not in left_out}
         left_out = {a.id: left_out[a.id] for a in accounts if a.id in left_out}

@@ -5,6 +5,7 @@ accounts, their audiences and the request times are the emulator's own ground tr
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -312,3 +313,46 @@ def test_accounts_refused_on_their_first_page_are_left_out_uncounted_in_discover
         assert counted == [f"Meta account {readable.id} ({readable.name}): {readable.audiences} audiences"]
     finally:
         result.discard()
+
+
+class FreezeWatchingGraph(ObservedGraph):
+    """The Meta emulator, noting how many objects the collector had set aside at each request."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.frozen: list[int] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.frozen.append(gc.get_freeze_count())
+        return super().handle(request)
+
+
+def test_the_processs_earlier_objects_are_set_aside_during_the_fetch_and_put_back(
+    platform_clients: PlatformClients,
+) -> None:
+    """The collector skips what the process held before the fetch, and holds nothing aside after it,
+    whether the snapshot lands or fails."""
+    landing = FreezeWatchingGraph(ACCOUNTS[:2])
+    snapshot(platform_clients, landing).discard()
+    assert gc.get_freeze_count() == 0
+    faults = Faults().add(FaultKind.MALFORMED, path_contains=f"act_{ACCOUNTS[1].id}/customaudiences")
+    failing = FreezeWatchingGraph(ACCOUNTS[:2], faults=faults)
+    with pytest.raises(BadResponse):
+        snapshot(platform_clients, failing)
+    assert gc.get_freeze_count() == 0
+    for emulator in (landing, failing):
+        paths = [path for _, path in emulator.arrivals]
+        during_fetch = [
+            n for n, path in zip(emulator.frozen, paths, strict=True) if "customaudiences" in path
+        ]
+        assert during_fetch and min(during_fetch) > 0
+
+
+def test_objects_the_process_froze_itself_stay_frozen(platform_clients: PlatformClients) -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        snapshot(platform_clients, ObservedGraph(ACCOUNTS[:2])).discard()
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
