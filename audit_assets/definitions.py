@@ -19,8 +19,10 @@ from audit_assets.views import COMBINED_VIEWS
 
 def build_definitions(config: AuditConfig) -> dg.Definitions:
     with _cyclic_collector_paused():
-        defs = _definitions(config)
-        defs.get_repository_def().get_all_jobs()  # resolved now, while paused, as Dagster does on loading
+        defs = _assemble_definitions(config)
+        # Resolved now, while paused: every process that loads the code location (code server, run and
+        # step workers) resolves it. Jobs are still built when one is asked for.
+        defs.get_repository_def()
     return defs
 
 
@@ -28,7 +30,8 @@ def build_definitions(config: AuditConfig) -> dg.Definitions:
 def _cyclic_collector_paused() -> Iterator[None]:
     """Hundreds of destinations make hundreds of thousands of objects that all live on (~250k for 500):
     the cyclic collector would scan the growing heap again and again while they are made, about a
-    third of the load's time. Paused, it scans them once, later."""
+    third of the load's time. Paused, it scans them once, later. Meant for the thread that loads the
+    code location: it re-enables the collector whatever another thread did meanwhile."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -38,7 +41,7 @@ def _cyclic_collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _definitions(config: AuditConfig) -> dg.Definitions:
+def _assemble_definitions(config: AuditConfig) -> dg.Definitions:
     destination_assets = [build_destination_asset(config, d) for d in config.destinations]
     view_assets = [
         build_view_asset(config, warehouse, name)

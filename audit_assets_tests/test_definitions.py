@@ -36,16 +36,44 @@ def test_packaged_default_definitions_load_and_validate(monkeypatch: pytest.Monk
     assert set(defs.resolve_all_asset_keys()) == {*expected, VIEW_KEY, V2_KEY, CHANGES_KEY}
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_building_the_definitions_leaves_the_cyclic_collector_as_it_found_it(
-    monkeypatch: pytest.MonkeyPatch, enabled: bool
+def test_the_cyclic_collector_does_not_run_while_the_definitions_are_built(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The build pauses the collector; a code server left without it would keep every cycle it frees."""
     monkeypatch.delenv("AUDIT_ASSETS_CONFIG", raising=False)
+    config = load_config()
+    collections: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        build_definitions(config)
+    finally:
+        gc.callbacks.remove(count)
+    assert len(collections) <= 1, collections  # at most the young generation, as the pause ends
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("builds", [True, False])
+def test_building_the_definitions_leaves_the_cyclic_collector_as_it_found_it(
+    monkeypatch: pytest.MonkeyPatch, enabled: bool, builds: bool
+) -> None:
+    """Built or failed: a code server left without the collector would keep every cycle it frees."""
+    monkeypatch.delenv("AUDIT_ASSETS_CONFIG", raising=False)
+    config = load_config()
+    if not builds:  # a destination of a type no platform has: only possible past config validation
+        broken = config.destinations[0].model_copy(update={"type": "no_such_platform"})
+        config = config.model_copy(update={"destinations": [broken]})
     was_enabled = gc.isenabled()
     (gc.enable if enabled else gc.disable)()
     try:
-        build_definitions(load_config())
+        if builds:
+            build_definitions(config)
+        else:
+            with pytest.raises(KeyError):
+                build_definitions(config)
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was_enabled else gc.disable)()

@@ -327,28 +327,30 @@ class FreezeWatchingGraph(ObservedGraph):
         return super().handle(request)
 
 
-def test_the_processs_earlier_objects_are_set_aside_during_the_fetch_and_put_back(
+def test_the_processs_earlier_objects_are_frozen_during_the_fetch_and_put_back(
     platform_clients: PlatformClients,
 ) -> None:
     """The collector skips what the process held before the fetch, and holds nothing aside after it,
     whether the snapshot lands or fails."""
+    frozen_before = gc.get_freeze_count()
     landing = FreezeWatchingGraph(ACCOUNTS[:2])
     snapshot(platform_clients, landing).discard()
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == frozen_before
     faults = Faults().add(FaultKind.MALFORMED, path_contains=f"act_{ACCOUNTS[1].id}/customaudiences")
     failing = FreezeWatchingGraph(ACCOUNTS[:2], faults=faults)
     with pytest.raises(BadResponse):
         snapshot(platform_clients, failing)
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == frozen_before
     for emulator in (landing, failing):
         paths = [path for _, path in emulator.arrivals]
         during_fetch = [
             n for n, path in zip(emulator.frozen, paths, strict=True) if "customaudiences" in path
         ]
-        assert during_fetch and min(during_fetch) > 0
+        assert during_fetch and min(during_fetch) > frozen_before
 
 
 def test_objects_the_process_froze_itself_stay_frozen(platform_clients: PlatformClients) -> None:
+    """A process that froze objects (before forking, say) finds them frozen after a snapshot."""
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()

@@ -183,7 +183,7 @@ def child_definitions() -> None:
     imported = time.perf_counter()
     from audit_assets.definitions import defs
 
-    defs.get_repository_def().get_all_jobs()
+    defs.get_repository_def().get_all_jobs()  # as a code server does: the repository is resolved, jobs built
     done = time.perf_counter()
     print(json.dumps({"import_dagster": imported - start, "project": done - imported}))
 
