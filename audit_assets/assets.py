@@ -134,6 +134,7 @@ def build_destination_asset(
                     sync_ids=sync_ids,
                     ad_account_ids=dest.account_allow_list,
                     log=context.log,
+                    interrupt=api.interrupt,
                 )
             fetch = FetchStats(
                 api.requests_sent,

@@ -46,12 +46,14 @@ def fetch_concurrently(
     items_of: Callable[[AdAccount], Iterator[Item]],
     *,
     limit: WorkerLimit,
+    interrupt: Callable[[], None],
     ahead: int = 2,
 ) -> Iterator[tuple[AdAccount, Item | AccountDone]]:
     """Yield ``(account, item)`` as the workers make them, in each account's own order, and
     ``(account, DONE)`` once an account has no more; raise whatever fetching raised.
 
-    Closing this generator (the snapshot failed) stops every worker at its next item and waits for them.
+    Closing this generator early (the snapshot failed) stops every worker at its next item, calls
+    ``interrupt`` to end the waits they may be in (a throttle, a retry's backoff), and waits for them.
     """
     stop = threading.Event()
     handed: queue.Queue[tuple[AdAccount, Item | AccountDone | _Failed]] = queue.Queue(
@@ -80,10 +82,10 @@ def fetch_concurrently(
             put((account, _Failed(exc)))
 
     pool = ThreadPoolExecutor(max_workers=limit.most, thread_name_prefix="audit-assets-fetch")
+    unfinished = len(accounts)
     try:
         for account in accounts:
             pool.submit(produce, account)
-        unfinished = len(accounts)
         while unfinished:
             account, item = handed.get()
             if isinstance(item, _Failed):
@@ -94,4 +96,6 @@ def fetch_concurrently(
     finally:
         stop.set()
         limit.stop()
+        if unfinished:
+            interrupt()
         pool.shutdown(wait=True, cancel_futures=True)

@@ -246,10 +246,15 @@ def take_snapshot(
     sync_ids: Mapping[str, str],
     ad_account_ids: frozenset[str] | None,
     log: logging.Logger,
+    interrupt: Callable[[], None],
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Snapshot:
-    """List every audience of every active account into a spool; raise (leaving nothing) on any error."""
+    """List every audience of every active account into a spool; raise (leaving nothing) on any error.
+
+    ``interrupt`` ends the client's waits (its API session's ``interrupt``) when the fetch ends early,
+    so a failed snapshot does not wait while another of its accounts waits out a throttle.
+    """
     columns = platform.columns
     spool = Spool()
     path = spool.path / "snapshot.parquet"
@@ -274,7 +279,7 @@ def take_snapshot(
         tally = _Tally(platform, log)
         fetched = fetch_concurrently(
             readable, lambda account: typer.runs(account, client.audience_pages(account)),
-            limit=WorkerLimit(platform.concurrent_accounts),
+            limit=WorkerLimit(platform.concurrent_accounts), interrupt=interrupt,
         )  # fmt: skip
         with _earlier_objects_frozen():
             try:

@@ -76,12 +76,14 @@ class PlatformClients:
         page_size: int | None = None,
         retry: RetrySettings | None = None,
         sleep: Callable[[float], None] | None = None,
+        real_waits: bool = False,
     ) -> Harness:
         """A client of ``platform``: in-process against ``emulator``, or over the network when it is None.
 
         Without ``token_url``, ``token_path`` (if given) is appended to ``base_url``. Every credential, and
         every token the auth obtains at run time, is redacted. Waits are recorded in ``Harness.sleeps``
-        unless ``sleep`` says otherwise; jitter is 0.
+        unless ``sleep`` says otherwise, or ``real_waits`` asks for the session's own (which ``interrupt``
+        ends); jitter is 0.
         """
         if token_url is None and token_path is not None:
             token_url = base_url + token_path
@@ -99,7 +101,7 @@ class PlatformClients:
             settings=retry or RetrySettings(),
             redact=redact,
             log=log,
-            sleep=sleep or sleeps.append,
+            sleep=None if real_waits else sleep or sleeps.append,
             jitter=lambda: 0.0,
         )
         settings = ClientSettings(
@@ -177,6 +179,7 @@ class SnapshotRig:
             sync_ids=rig.sync_ids,
             ad_account_ids=rig.ad_account_ids,
             log=rig.log,
+            interrupt=harness.session.interrupt,
             chunk_rows=rig.chunk_rows,
             **clock,
         )

@@ -56,6 +56,7 @@ def snapshot_through(platform_clients: PlatformClients, kind: str, emulator: Emu
         sync_ids={},
         ad_account_ids=None,
         log=LOG,
+        interrupt=harness.session.interrupt,
     )
 
 

@@ -79,6 +79,7 @@ def snapshot_through(harness: Harness, platform: Platform) -> Snapshot:
         sync_ids={},
         ad_account_ids=None,
         log=LOG,
+        interrupt=harness.session.interrupt,
     )
 
 
@@ -245,7 +246,11 @@ def test_no_more_accounts_make_items_at_once_than_the_limit_lets_in() -> None:
 
     clocks = Clocks()
     together = threading.Barrier(3)
-    fetched = list(fetch_concurrently(accounts, lambda a: items_of(a, together), limit=clocks.limit(3)))
+    fetched = list(
+        fetch_concurrently(
+            accounts, lambda a: items_of(a, together), limit=clocks.limit(3), interrupt=lambda: None
+        )
+    )
     assert most_at_once == 3 and not together.broken
     assert [item for account, item in fetched if account.id == "1"] == [("1", n) for n in range(4)] + [DONE]
 
@@ -253,7 +258,9 @@ def test_no_more_accounts_make_items_at_once_than_the_limit_lets_in() -> None:
     while busy.limit > 1:
         busy.run(lambda: clocks.spend(1.0, cores=1.0))
     making, most_at_once = 0, 0
-    fetched = list(fetch_concurrently(accounts, lambda a: items_of(a, None), limit=busy))
+    fetched = list(
+        fetch_concurrently(accounts, lambda a: items_of(a, None), limit=busy, interrupt=lambda: None)
+    )
     assert most_at_once == 1
     assert sorted(item for _, item in fetched if item is not DONE) == sorted(
         (a.id, n) for a in accounts for n in range(4)
@@ -285,16 +292,17 @@ def test_an_account_refused_after_its_first_page_fails_the_whole_snapshot(
     assert list(spool_root.iterdir()) == []
 
 
-class SlowToRefuse(ObservedGraph):
-    """The Meta emulator, slower to answer one account than the others."""
+class SlowerFor(ObservedGraph):
+    """The Meta emulator, answering some accounts later than the others (seconds more, by account)."""
 
-    def __init__(self, *args: Any, slow: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, delays: dict[str, float], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.slow = slow
+        self.delays = delays
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        if f"act_{self.slow}/" in request.url.path:
-            time.sleep(0.3)
+        for account_id, delay in self.delays.items():
+            if f"act_{account_id}/" in request.url.path:
+                time.sleep(delay)
         return super().handle(request)
 
 
@@ -303,7 +311,7 @@ def test_accounts_refused_on_their_first_page_are_left_out_uncounted_in_discover
 ) -> None:
     readable, first, second = ACCOUNTS[0], ACCOUNTS[1], ACCOUNTS[2]
     refused = [replace(first, readable=False), replace(second, readable=False)]
-    emulator = SlowToRefuse([readable, *refused], slow=first.id)  # the second refusal comes first
+    emulator = SlowerFor([readable, *refused], delays={first.id: 0.3})  # the second refusal comes first
     with caplog.at_level(logging.INFO, logger=LOG.name):
         result = snapshot(platform_clients, emulator)
     try:
@@ -358,3 +366,30 @@ def test_objects_the_process_froze_itself_stay_frozen(platform_clients: Platform
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_failed_snapshot_does_not_wait_out_another_accounts_throttle(
+    platform_clients: PlatformClients, spool_root: Path
+) -> None:
+    """One account is told to wait a minute, which holds every account back; another's answer, already on
+    its way, is malformed. The snapshot fails at once, not a minute later: the wait ends, the account
+    held back sends nothing more, and no thread or spool outlives the snapshot."""
+    waiting, failing, held = ACCOUNTS[0], ACCOUNTS[1], ACCOUNTS[2]
+    faults = (
+        Faults()
+        .add(FaultKind.THROTTLE, path_contains=f"act_{waiting.id}/customaudiences", wait_minutes=1)
+        .add(FaultKind.MALFORMED, path_contains=f"act_{failing.id}/customaudiences")
+    )
+    # Answers take 0.1 s: the throttle comes at 0.1 s, the held account's first page at 0.25 s (its
+    # second request then waits for the throttle), the malformed page at 0.4 s.
+    emulator = SlowerFor(
+        [waiting, failing, held], delays={held.id: 0.15, failing.id: 0.3}, faults=faults, latency=0.1
+    )
+    threads_before = threading.active_count()
+    started = time.monotonic()
+    with pytest.raises(BadResponse):
+        snapshot(platform_clients, emulator, real_waits=True)
+    assert time.monotonic() - started < 10
+    assert [path for _, path in emulator.arrivals].count(f"/v25.0/act_{held.id}/customaudiences") == 1
+    assert threading.active_count() == threads_before
+    assert list(spool_root.iterdir()) == []

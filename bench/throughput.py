@@ -103,7 +103,7 @@ def measure_snapshot(url: str, tmp: Path) -> dict[str, float]:
         snapshot = take_snapshot(
             client=client, platform=meta.PLATFORM,
             identity=SnapshotIdentity("bench", dt.date.today(), "bench-run", "meta", "bench"),
-            sync_ids={}, ad_account_ids=None, log=log,
+            sync_ids={}, ad_account_ids=None, log=log, interrupt=session.interrupt,
         )  # fmt: skip
     taken = time.perf_counter()
     with DuckDbAuditWarehouse(database=str(tmp / "bench.duckdb")).session() as warehouse:

@@ -62,6 +62,10 @@ class BadResponse(PlatformError):
     """The platform answered with something that is not what its API documents."""
 
 
+class Interrupted(PlatformError):
+    """The snapshot this session serves is over (it failed elsewhere, or its run was stopped)."""
+
+
 @dataclass(frozen=True)
 class AdAccount:
     """An ad account as discovery found it, active or not (the snapshot keeps the active ones)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from audit_assets.platforms.base import (
     AccessRefused,
     AuthError,
     BadResponse,
+    Interrupted,
     PageTooLarge,
     PlatformError,
     ThrottleCapExceeded,
@@ -132,7 +132,7 @@ class ApiSession:
         settings: RetrySettings,
         redact: Redactor,
         log: logging.Logger,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._client = client
@@ -141,7 +141,8 @@ class ApiSession:
         self._settings = settings
         self._redact = redact
         self._log = log
-        self._sleep = sleep
+        self._interrupted = threading.Event()
+        self._sleep = sleep or self._wait
         self._jitter = jitter
         self.throttle_waited_seconds = 0.0
         self._throttles = 0
@@ -154,6 +155,15 @@ class ApiSession:
     @property
     def log(self) -> logging.Logger:
         return self._log
+
+    def interrupt(self) -> None:
+        """End every wait (a throttle, a retry's backoff) and refuse every further request: the snapshot
+        is over, and its other threads should not outlive it by minutes of waiting."""
+        self._interrupted.set()
+
+    def _wait(self, seconds: float) -> None:
+        if self._interrupted.wait(seconds):
+            raise Interrupted(f"{self._title}: the snapshot ended while this request waited")
 
     def get_json(self, url: str, *, params: Mapping[str, Any] | None = None, what: str) -> Any:
         return self.request_json("GET", url, params=params, what=what)
@@ -177,6 +187,8 @@ class ApiSession:
         while True:
             with self._throttle_gate:  # wait while another thread waits out a throttle
                 pass
+            if self._interrupted.is_set():
+                raise Interrupted(f"{self._title}: the snapshot ended before {what}")
             with self._counting:
                 self.requests_sent += 1
             try:
