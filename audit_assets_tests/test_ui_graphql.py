@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from audit_assets.sandbox.meta import MetaGraphSandbox
-from audit_assets.sandbox.world import DEFAULT_ACCOUNTS
-from audit_assets_tests.conftest import Workspace, sandbox_meta
+from audit_assets.sandbox.world import DEFAULT_ACCOUNTS, FaultKind, Faults
+from audit_assets_tests.conftest import RETAIL, TRAVEL, Workspace, sandbox_meta
 
 LOCATION = "audit_assets.definitions"
 META = ["hightouch_audit", "meta_sandbox_meta_audiences"]
@@ -46,6 +46,23 @@ class Ui:
         while not done():
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.2)
+
+    def launch(self, partition: str) -> str:
+        """Launch the job for one day, as the Materialize dialog does; return the run's id."""
+        launched = self.query(
+            """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
+                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+            p={
+                "selector": {
+                    "repositoryLocationName": LOCATION,
+                    "repositoryName": "__repository__",
+                    "jobName": "audience_size_report",
+                },
+                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
+            },
+        )["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        return launched["run"]["runId"]
 
     def run_status(self, run_id: str) -> str:
         return self.query("query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", id=run_id)[
@@ -82,48 +99,55 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def ui(workspace: Workspace) -> Iterator[Ui]:
-    home = workspace.root / "dagster_home"
-    home.mkdir()
-    # The run queue is the daemon's: dequeue every second (Dagster's default is 5) so no run waits on it.
-    (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\n"
-        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
-        "  config:\n    dequeue_interval_seconds: 1\n"
-    )
-    config = workspace.write_config([sandbox_meta()])
-    pythonpath = os.pathsep.join(filter(None, [str(DAEMON_PACE), os.environ.get("PYTHONPATH")]))
-    port = free_port()
-    log = (workspace.root / "dagster_dev.log").open("w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "dev", "-m", LOCATION, "-p", str(port)],
-        env={
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "AUDIT_ASSETS_CONFIG": str(config),
-            "PYTHONPATH": pythonpath,
-        },
-        cwd=workspace.root,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # dagster dev starts the webserver, daemon and code server beneath it
-    )
-    ui = Ui(f"http://127.0.0.1:{port}")
+def start_ui(workspace: Workspace) -> Iterator[Callable[..., Ui]]:
+    """Start ``dagster dev`` on a config of the given destinations (and top-level settings); stop it
+    after the test."""
+    processes: list[tuple[subprocess.Popen[bytes], Any]] = []
 
-    def location_loaded() -> bool:
-        try:
-            data = ui.query(
-                "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
-            )
-        except httpx.HTTPError:
-            return False
-        entries = data["workspaceOrError"]["locationEntries"]
-        return bool(entries) and entries[0]["loadStatus"] == "LOADED"
+    def start(destinations: list[dict[str, Any]], **top: Any) -> Ui:
+        home = workspace.root / "dagster_home"
+        home.mkdir()
+        # The run queue is the daemon's: dequeue every second (Dagster's default is 5) so no run waits on it.
+        (home / "dagster.yaml").write_text(
+            "telemetry:\n  enabled: false\n"
+            "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
+            "  config:\n    dequeue_interval_seconds: 1\n"
+        )
+        config = workspace.write_config(destinations, **top)
+        pythonpath = os.pathsep.join(filter(None, [str(DAEMON_PACE), os.environ.get("PYTHONPATH")]))
+        port = free_port()
+        log = (workspace.root / "dagster_dev.log").open("w")
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster")), "dev", "-m", LOCATION, "-p", str(port)],
+            env={
+                **os.environ,
+                "DAGSTER_HOME": str(home),
+                "AUDIT_ASSETS_CONFIG": str(config),
+                "PYTHONPATH": pythonpath,
+            },
+            cwd=workspace.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # dagster dev starts the webserver, daemon and code server beneath it
+        )
+        processes.append((process, log))
+        ui = Ui(f"http://127.0.0.1:{port}")
 
-    try:
+        def location_loaded() -> bool:
+            try:
+                data = ui.query(
+                    "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+                )
+            except httpx.HTTPError:
+                return False
+            entries = data["workspaceOrError"]["locationEntries"]
+            return bool(entries) and entries[0]["loadStatus"] == "LOADED"
+
         ui.wait_for("dagster dev to serve the code location", location_loaded, timeout=120)
-        yield ui
-    finally:
+        return ui
+
+    yield start
+    for process, log in processes:
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
@@ -132,24 +156,16 @@ def ui(workspace: Workspace) -> Iterator[Ui]:
         log.close()
 
 
+@pytest.fixture
+def ui(start_ui: Callable[..., Ui]) -> Ui:
+    return start_ui([sandbox_meta()])
+
+
 def test_the_ui_launches_a_partition_and_a_backfill_and_shows_the_report(
     ui: Ui, workspace: Workspace
 ) -> None:
     today = dt.datetime.now(dt.UTC).date()
-    launched = ui.query(
-        """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
-             __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-        p={
-            "selector": {
-                "repositoryLocationName": LOCATION,
-                "repositoryName": "__repository__",
-                "jobName": "audience_size_report",
-            },
-            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": today.isoformat()}]},
-        },
-    )["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
+    run_id = ui.launch(today.isoformat())
     ui.wait_for("the partition run", lambda: ui.run_status(run_id) in ("SUCCESS", "FAILURE"))
     assert ui.run_status(run_id) == "SUCCESS"
 
@@ -221,3 +237,41 @@ def test_the_ui_launches_a_partition_and_a_backfill_and_shows_the_report(
         {"assetKey": {"path": META}, "columnName": "approximate_count_lower_bound"}
     ]
     assert lineage["ad_account_id"] == [{"assetKey": {"path": META}, "columnName": "ht_ad_account_id"}]
+
+
+def test_terminating_a_run_ends_a_platform_throttle_wait_at_once(
+    start_ui: Callable[..., Ui],
+    workspace: Workspace,
+    meta_server: Callable[..., tuple[MetaGraphSandbox, dict[str, Any]]],
+) -> None:
+    """A run held by a platform's throttle (Meta says: come back in 10 minutes) is terminated from the UI:
+    it ends in seconds, not minutes, asks the platform nothing more, and writes nothing."""
+    throttle = Faults().add(FaultKind.THROTTLE, path_contains=f"act_{TRAVEL.id}/", wait_minutes=10)
+    emulator, dest = meta_server(accounts=[RETAIL, TRAVEL], faults=throttle)
+    # Dagster's own step retries as shipped: an interrupted step asks for a retry, which a terminated
+    # run never makes (dagster-io/dagster#15026).
+    ui = start_ui([{**dest, "page_size": 2}], snapshots={})
+    run_id = ui.launch(dt.datetime.now(dt.UTC).date().isoformat())
+
+    def waiting_on_the_throttle() -> bool:
+        logs = ui.query(
+            "query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { "
+            "... on MessageEvent { message } } } } }",
+            id=run_id,
+        )["logsForRun"]["events"]
+        return any("waiting 600s" in (e.get("message") or "") for e in logs)
+
+    ui.wait_for("the snapshot to wait out the throttle", waiting_on_the_throttle)
+    asked = len(emulator.requests)
+    terminated = ui.query(
+        "mutation($id: String!) { terminateRun(runId: $id) { __typename "
+        "... on TerminateRunFailure { message } ... on PythonError { message } } }",
+        id=run_id,
+    )["terminateRun"]
+    assert terminated["__typename"] == "TerminateRunSuccess", terminated
+    asked_to_stop = time.monotonic()
+    ui.wait_for("the run to be canceled", lambda: ui.run_status(run_id) == "CANCELED", timeout=60)
+    # Far below the 600 s the platform asked for, which the step would otherwise sit out.
+    assert time.monotonic() - asked_to_stop < 30
+    assert len(emulator.requests) == asked, "nothing more is asked of the platform"
+    assert not workspace.table_exists("meta_served_meta_audiences")
