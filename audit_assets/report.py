@@ -171,6 +171,10 @@ def totals_chart(report: ChangeReport) -> str:
     return f"{markdown_image(svg, f'Total audience size per destination, last {HISTORY_DAYS} days')}\n\n{caption}"
 
 
+# What ``compared_with`` says of a destination on its first snapshot date: everything it has is new.
+FIRST_SNAPSHOT = "nothing earlier: its first snapshot"
+
+
 def change_metadata(report: ChangeReport) -> dict[str, dg.RawMetadataValue]:
     """A day's change report: a count per change kind (plotted across days), the movers, the trend."""
     today = [t for t in report.totals if t.snapshot_date == report.snapshot_date]
@@ -183,7 +187,10 @@ def change_metadata(report: ChangeReport) -> dict[str, dg.RawMetadataValue]:
         "vanished_audiences": change_table(report.vanished),
         "destination_totals_30d": dg.MetadataValue.md(totals_chart(report)),
         "compared_with": dg.MetadataValue.json(
-            {f"{t} {i}": None if before is None else before.isoformat() for t, i, before in report.compared}
+            {
+                f"{t} {i}": FIRST_SNAPSHOT if before is None else before.isoformat()
+                for t, i, before in report.compared
+            }
         ),
     }
 

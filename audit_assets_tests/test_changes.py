@@ -21,6 +21,7 @@ import duckdb
 import pytest
 
 from audit_assets.checks import NO_SHRINKAGE_CHECK, NO_VANISHED_CHECK
+from audit_assets.report import FIRST_SNAPSHOT
 from audit_assets.sandbox.meta import MetaGraphSandbox, audience_id_of
 from audit_assets.sandbox.world import SandboxAccount
 from audit_assets_tests.conftest import Workspace, failure_messages
@@ -209,6 +210,18 @@ def test_report_metadata_counts_equal_the_view_and_the_sandbox(
     assert [abs(r.data["size_change"]) for r in movers] == changes[:20]
     vanished = {r.data["audience_id"] for r in metadata["vanished_audiences"].value.records}
     assert vanished == {k[1] for k, e in expected.items() if e[6] == "vanished"}
+
+
+def test_compared_with_names_each_destinations_previous_day_or_its_first(
+    workspace: Workspace, meta_server: Callable[..., Any]
+) -> None:
+    compared = []
+    for day in (YESTERDAY, TODAY):
+        _, dest = meta_server("shop", accounts=DAY_ACCOUNTS[day], today=lambda day=day: day)
+        result = workspace.run(workspace.config([dest]), partition=day.isoformat())
+        (materialization,) = result.asset_materializations_for_node(REPORT_NODE)
+        compared.append(materialization.metadata["compared_with"].value)
+    assert compared == [{"meta shop": FIRST_SNAPSHOT}, {"meta shop": YESTERDAY.isoformat()}]
 
 
 def test_totals_chart_is_an_svg_line_per_destination_over_the_days(
