@@ -238,6 +238,12 @@ def build_destination_asset(
                 description=f"{exc}\nNothing was written for this snapshot.",
                 allow_retries=isinstance(exc, TransientExhausted),
             ) from None
+        except dg.DagsterExecutionInterruptedError:
+            if not _run_is_terminating(context):
+                raise  # e.g. an evicted step process: Dagster's retry policy decides, as for any step
+            # Dagster would report a retry that a terminated run never makes, and leave the step shown
+            # as preparing; say what happened instead.
+            raise dg.Failure(description=TERMINATED, allow_retries=False) from None
         if recorded and plan.records_every_day:  # one materialization per day, each with its own metadata
             for key, (_, metadata, _) in recorded.items():
                 context.add_asset_metadata(metadata, partition_key=key)
@@ -248,6 +254,17 @@ def build_destination_asset(
         return [r for r, _, _ in recorded.values()], [f for _, _, f in recorded.values() if f is not None]
 
     return snapshot_asset
+
+
+TERMINATED = (
+    "The run was terminated while this step took its snapshot. No snapshot is ever written in part: "
+    "a day whose snapshot had not committed has nothing in the table."
+)
+
+
+def _run_is_terminating(context: AssetExecutionContext) -> bool:
+    run = context.instance.get_run_by_id(context.run_id)
+    return run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
 
 
 def _sync_ids(context: AssetExecutionContext, dest: DestinationConfig) -> tuple[dict[str, str], int | None]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
+import threading
+import time
 
 import dagster as dg
 
@@ -387,6 +390,34 @@ def test_a_transient_failure_that_outlasts_the_clients_retries_is_retried_as_a_s
             "step_retry_delay_seconds": 0.1,
         },
     )
+    result = workspace.run(config)
+    assert result.success, failure_messages(result)
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 1
+    assert workspace.query(
+        "SELECT count(DISTINCT ht_snapshot_id), count(*) FROM hightouch_audit.meta_served_meta_audiences"
+    ) == [(1, 13)]
+
+
+def test_an_interrupted_step_of_a_run_that_goes_on_is_retried_as_dagster_decides(
+    workspace: Workspace, meta_server
+) -> None:
+    """An interrupt that is not the run's termination (an evicted step process, say) leaves the step to
+    Dagster's retry policy: the retry takes the whole snapshot. Only a terminated run's step says it was
+    terminated (test_ui_graphql)."""
+    emulator, dest = meta_server()
+    emulator.faults.add(FaultKind.THROTTLE, path_contains="act_1000000002/", wait_minutes=10)
+    config = workspace.config(
+        [{**dest, "page_size": 2}],
+        snapshots={"step_retries": 1, "step_retry_delay_seconds": 0.1},
+    )
+
+    def interrupt_the_throttled_step() -> None:
+        while emulator.faults.planned[0].times:  # the throttle is answered: the step waits 600 s
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)  # what Dagster's interrupt of a step process is
+
+    threading.Thread(target=interrupt_the_throttled_step, daemon=True).start()
     result = workspace.run(config)
     assert result.success, failure_messages(result)
     assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 1

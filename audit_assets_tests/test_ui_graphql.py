@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from audit_assets.assets import TERMINATED
 from audit_assets.sandbox.meta import MetaGraphSandbox
 from audit_assets.sandbox.world import DEFAULT_ACCOUNTS, FaultKind, Faults
 from audit_assets_tests.conftest import RETAIL, TRAVEL, Workspace, sandbox_meta
@@ -245,7 +246,7 @@ def test_terminating_a_run_ends_a_platform_throttle_wait_at_once(
     meta_server: Callable[..., tuple[MetaGraphSandbox, dict[str, Any]]],
 ) -> None:
     """A run held by a platform's throttle (Meta says: come back in 10 minutes) is terminated from the UI:
-    it ends in seconds, not minutes, asks the platform nothing more, and writes nothing."""
+    it ends in seconds, not minutes, asks the platform nothing more, writes nothing, and says so."""
     throttle = Faults().add(FaultKind.THROTTLE, path_contains=f"act_{TRAVEL.id}/", wait_minutes=10)
     emulator, dest = meta_server(accounts=[RETAIL, TRAVEL], faults=throttle)
     # Dagster's own step retries as shipped: an interrupted step asks for a retry, which a terminated
@@ -275,3 +276,12 @@ def test_terminating_a_run_ends_a_platform_throttle_wait_at_once(
     assert time.monotonic() - asked_to_stop < 30
     assert len(emulator.requests) == asked, "nothing more is asked of the platform"
     assert not workspace.table_exists("meta_served_meta_audiences")
+    # The step says it was terminated, instead of Dagster's "requested a retry" that never comes.
+    events = ui.query(
+        "query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { __typename "
+        "... on ExecutionStepFailureEvent { error { message } } } } } }",
+        id=run_id,
+    )["logsForRun"]["events"]
+    failures = [e["error"]["message"] for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
+    assert len(failures) == 1 and TERMINATED in failures[0]
+    assert not [e for e in events if e["__typename"] == "ExecutionStepUpForRetryEvent"]
