@@ -374,6 +374,15 @@ def test_when_no_account_can_be_read_the_snapshot_fails(workspace: Workspace, me
     assert not workspace.table_exists("meta_served_meta_audiences")
 
 
+def assert_retried_once_and_landed_whole(workspace: Workspace, result: dg.ExecuteInProcessResult) -> None:
+    """One step retry, then one whole snapshot of the served emulator's 13 audiences."""
+    assert result.success, failure_messages(result)
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 1
+    assert workspace.query(
+        "SELECT count(DISTINCT ht_snapshot_id), count(*) FROM hightouch_audit.meta_served_meta_audiences"
+    ) == [(1, 13)]
+
+
 def test_a_transient_failure_that_outlasts_the_clients_retries_is_retried_as_a_step(
     workspace: Workspace, meta_server
 ) -> None:
@@ -390,12 +399,7 @@ def test_a_transient_failure_that_outlasts_the_clients_retries_is_retried_as_a_s
             "step_retry_delay_seconds": 0.1,
         },
     )
-    result = workspace.run(config)
-    assert result.success, failure_messages(result)
-    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 1
-    assert workspace.query(
-        "SELECT count(DISTINCT ht_snapshot_id), count(*) FROM hightouch_audit.meta_served_meta_audiences"
-    ) == [(1, 13)]
+    assert_retried_once_and_landed_whole(workspace, workspace.run(config))
 
 
 def test_an_interrupted_step_of_a_run_that_goes_on_is_retried_as_dagster_decides(
@@ -418,9 +422,4 @@ def test_an_interrupted_step_of_a_run_that_goes_on_is_retried_as_dagster_decides
         os.kill(os.getpid(), signal.SIGINT)  # what Dagster's interrupt of a step process is
 
     threading.Thread(target=interrupt_the_throttled_step, daemon=True).start()
-    result = workspace.run(config)
-    assert result.success, failure_messages(result)
-    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 1
-    assert workspace.query(
-        "SELECT count(DISTINCT ht_snapshot_id), count(*) FROM hightouch_audit.meta_served_meta_audiences"
-    ) == [(1, 13)]
+    assert_retried_once_and_landed_whole(workspace, workspace.run(config))
